@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test bench lint typecheck unit integration lock clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[dev]"
+	touch $@
+
+install: $(INSTALLED)
+
+run: install  ## start NATS (if none answers), every service, and the gateway on :8037
+	./scripts/run-platform
+
+lint: install
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+test: lint typecheck  ## ruff, mypy, then every test (SQLite and PostgreSQL)
+	$(BIN)/pytest
+
+bench: install  ## print throughput figures (never asserted in tests)
+	$(BIN)/python -m bench.outbox_relay
+
+lock: install  ## re-pin the whole dependency tree after changing pyproject.toml
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The platform's services; each imports `shared`, never another service."""

@@ -1,0 +1,59 @@
+"""Composition root of the auth service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.auth import api
+from services.auth.application import AuthApplication
+from services.auth.integration import to_integration_event
+from services.auth.settings import AuthSettings
+from shared.logging import configure_logging
+from shared.runtime import ServiceRuntime
+from shared.security.tokens import TokenService
+from shared.web.app import build_app
+
+log = logging.getLogger("agentflow.auth")
+
+
+def create_app(settings: AuthSettings | None = None) -> FastAPI:
+    settings = settings or AuthSettings()
+    configure_logging(settings, service="auth")
+    application = AuthApplication(settings)
+    runtime = ServiceRuntime(application, to_integration_event, source="auth")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(bootstrap_admin, application, settings)
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = build_app(
+        service="auth",
+        title="Agentflow auth service",
+        description="Users, passwords and tokens.",
+        readiness=runtime.readiness(),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.auth = application
+    app.state.tokens = TokenService(settings)
+    app.state.runtime = runtime
+    app.include_router(api.router)
+    return app
+
+
+def bootstrap_admin(application: AuthApplication, settings: AuthSettings) -> None:
+    username, email = settings.bootstrap_admin_username, settings.bootstrap_admin_email
+    password = settings.bootstrap_admin_password
+    if username and email and password:
+        user = application.ensure_admin(username, email, password.get_secret_value())
+        log.info("bootstrap admin %s is ready", user.username)

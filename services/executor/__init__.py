@@ -1,0 +1,1 @@
+"""Executor: runs workflows durably over JetStream (api process orchestrates, workers run nodes)."""

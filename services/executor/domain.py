@@ -1,0 +1,239 @@
+"""The `Execution` aggregate: one run of one pinned workflow version.
+
+Every state change is an event; the read endpoints and the WebSocket are views of them.
+Node results may arrive twice (a redelivered message, a restarted orchestrator): the public
+`record_*` methods decide whether a result is new and only then emit an event, so applying a
+result twice changes nothing. Results are keyed by run key (the node id, plus the loop
+iteration for nodes inside a loop body) and attempt.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+LogLevel = Literal["debug", "info", "warn", "error"]
+
+
+class ExecutionFinishedError(Exception):
+    """The execution already ended; nothing may change it any more."""
+
+
+class Execution(Aggregate):
+    @event("Created")
+    def __init__(
+        self,
+        owner_id: UUID,
+        workflow_id: UUID,
+        workflow_version: int,
+        workflow_name: str,
+        graph: dict[str, Any],
+        input_data: dict[str, Any],
+    ) -> None:
+        self.owner_id = owner_id
+        self.workflow_id = workflow_id
+        self.workflow_version = workflow_version
+        self.workflow_name = workflow_name
+        self.graph = graph
+        self.input_data = input_data
+        self.status: ExecutionStatus = "pending"
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.output_data: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.current_node: str | None = None
+        self.log_count = 0
+
+    # -- commands that decide ----------------------------------------------------------------
+
+    def record_node_started(
+        self, run_key: str, node_id: str, node_type: str, attempt: int, inputs: dict[str, Any]
+    ) -> bool:
+        self.check_not_finished()
+        known = self.nodes.get(run_key)
+        if known is not None and known["attempt"] >= attempt:
+            return False
+        if self.status == "pending":
+            self._started()
+        self._node_started(run_key, node_id, node_type, attempt, inputs)
+        return True
+
+    def record_node_completed(
+        self,
+        run_key: str,
+        attempt: int,
+        output: Any,
+        duration_ms: int,
+        branch: str | None = None,
+    ) -> bool:
+        if self.status in FINAL_STATUSES or not self._is_current(run_key, attempt):
+            return False
+        self._node_completed(run_key, attempt, output, duration_ms, branch)
+        return True
+
+    def record_node_failed(
+        self, run_key: str, attempt: int, error: str, duration_ms: int, final: bool
+    ) -> bool:
+        if self.status in FINAL_STATUSES or not self._is_current(run_key, attempt):
+            return False
+        self._node_failed(run_key, attempt, error, duration_ms, final)
+        return True
+
+    def record_node_skipped(self, run_key: str, node_id: str, node_type: str, reason: str) -> bool:
+        if self.status in FINAL_STATUSES or run_key in self.nodes:
+            return False
+        self._node_skipped(run_key, node_id, node_type, reason)
+        return True
+
+    def finish(self, output_data: dict[str, Any]) -> bool:
+        if self.status in FINAL_STATUSES:
+            return False
+        self._completed(output_data)
+        return True
+
+    def fail(self, message: str, node_id: str | None = None) -> bool:
+        if self.status in FINAL_STATUSES:
+            return False
+        self._failed({"message": message, "node_id": node_id})
+        return True
+
+    def resume(self, by: str) -> bool:
+        """Carry a failed run on from where it failed: completed nodes keep their outputs
+        (nothing they did is paid for twice); failed nodes get a next attempt; nodes skipped
+        because of the failure are decided again."""
+        if self.status != "failed":
+            return False
+        self._resumed(by)
+        return True
+
+    def cancel(self, by: str) -> bool:
+        if self.status in FINAL_STATUSES:
+            return False
+        self._cancelled(by)
+        return True
+
+    # -- events ------------------------------------------------------------------------------
+
+    @event("Started")
+    def _started(self) -> None:
+        self.status = "running"
+
+    @event("NodeStarted")
+    def _node_started(
+        self, run_key: str, node_id: str, node_type: str, attempt: int, inputs: dict[str, Any]
+    ) -> None:
+        self.nodes[run_key] = {
+            "node_id": node_id,
+            "node_type": node_type,
+            "status": "running",
+            "attempt": attempt,
+            "inputs": inputs,
+            "output": None,
+            "branch": None,
+            "error": None,
+            "duration_ms": None,
+        }
+        self.current_node = node_id
+
+    @event("NodeCompleted")
+    def _node_completed(
+        self, run_key: str, attempt: int, output: Any, duration_ms: int, branch: str | None
+    ) -> None:
+        node = self.nodes[run_key]
+        node.update(status="completed", output=output, duration_ms=duration_ms, branch=branch)
+
+    @event("NodeFailed")
+    def _node_failed(
+        self, run_key: str, attempt: int, error: str, duration_ms: int, final: bool
+    ) -> None:
+        node = self.nodes[run_key]
+        # A failure that will be retried leaves the node running for its next attempt.
+        node.update(error=error, duration_ms=duration_ms, status="failed" if final else "retrying")
+
+    @event("NodeSkipped")
+    def _node_skipped(self, run_key: str, node_id: str, node_type: str, reason: str) -> None:
+        self.nodes[run_key] = {
+            "node_id": node_id,
+            "node_type": node_type,
+            "status": "skipped",
+            "attempt": 0,
+            "inputs": None,
+            "output": None,
+            "branch": None,
+            "error": None,
+            "duration_ms": None,
+            "reason": reason,
+        }
+
+    @event("LogRecorded")
+    def record_log(
+        self,
+        level: LogLevel,
+        message: str,
+        node_id: str | None = None,
+        node_type: str | None = None,
+        duration_ms: int | None = None,
+    ) -> None:
+        self.log_count += 1
+
+    @event("Completed")
+    def _completed(self, output_data: dict[str, Any]) -> None:
+        self.status = "completed"
+        self.output_data = output_data
+        self.current_node = None
+
+    @event("Failed")
+    def _failed(self, error: dict[str, Any]) -> None:
+        self.status = "failed"
+        self.error = error
+        self.current_node = None
+
+    @event("Resumed")
+    def _resumed(self, by: str) -> None:
+        for run_key, node in list(self.nodes.items()):
+            if node["status"] == "failed":
+                node["status"] = "retrying"
+            elif node["status"] == "skipped":
+                del self.nodes[run_key]
+        self.status = "running"
+        self.error = None
+
+    @event("Cancelled")
+    def _cancelled(self, by: str) -> None:
+        self.status = "cancelled"
+        self.current_node = None
+
+    # -- invariants and views ----------------------------------------------------------------
+
+    def check_not_finished(self) -> None:
+        if self.status in FINAL_STATUSES:
+            raise ExecutionFinishedError(str(self.id))
+
+    def _is_current(self, run_key: str, attempt: int) -> bool:
+        node = self.nodes.get(run_key)
+        return node is not None and node["attempt"] == attempt and node["status"] == "running"
+
+    @property
+    def execution_time_ms(self) -> int | None:
+        """Milliseconds from creation to the end; None while the run goes on."""
+        if self.status not in FINAL_STATUSES:
+            return None
+        return int((self.modified_on - self.created_on).total_seconds() * 1000)
+
+    @property
+    def progress(self) -> int:
+        """Share of the workflow's top-level nodes that finished (completed, failed, skipped)."""
+        if self.status == "completed":
+            return 100
+        top_level = [n for n in self.graph.get("nodes", []) if not n.get("parentId")]
+        if not top_level:
+            return 0
+        finished = sum(
+            1
+            for n in top_level
+            if self.nodes.get(n["id"], {}).get("status") in ("completed", "failed", "skipped")
+        )
+        return min(99, int(100 * finished / len(top_level)))

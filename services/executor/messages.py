@@ -1,0 +1,67 @@
+"""What the executor says to people, in Chinese and English, and its command/result bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from shared.i18n import Message
+
+EXECUTION_NOT_FOUND = Message("执行记录不存在", "Execution not found")
+NOT_RESUMABLE = Message(
+    "只有失败的执行可以恢复(当前状态 {status})",
+    "Only a failed execution can be resumed (it is {status})",
+)
+EXECUTION_FINISHED = Message(
+    "执行已结束(状态 {status}),不能取消",
+    "The execution already ended ({status}); nothing to cancel",
+)
+WORKFLOW_NOT_FOUND = Message("工作流不存在", "Workflow not found")
+WORKFLOW_INVALID = Message(
+    "工作流校验未通过,不能执行:{summary}", "The workflow is not valid and cannot run: {summary}"
+)
+WORKFLOWS_DOWN = Message("工作流服务暂不可用", "The workflows service is unavailable")
+NODE_FAILED = Message("节点 {node_id} 执行失败:{error}", "Node {node_id} failed: {error}")
+NOT_SUPPORTED_YET = Message(
+    "节点类型 {type} 暂未在执行器中实现", "Node type {type} is not implemented by the executor yet"
+)
+
+
+class NodeRunCommand(BaseModel):
+    """`cmd.node.run`: everything a stateless worker needs to run one node attempt."""
+
+    execution_id: str
+    run_key: str
+    node_id: str
+    node_type: str
+    attempt: int = Field(ge=1)
+    data: dict[str, Any]
+    input_data: dict[str, Any]
+    node_types: dict[str, str]
+    records: dict[str, Any]  # output records of the nodes upstream of this one
+    upstream: list[str]
+    language: str = "zh"
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.execution_id}:{self.run_key}:{self.attempt}"
+
+
+class NodeRunResult(BaseModel):
+    """`evt.node.<execution_id>`: what one attempt produced."""
+
+    execution_id: str
+    run_key: str
+    attempt: int
+    ok: bool
+    output: Any = None
+    branch: str | None = None
+    error: str | None = None
+    retryable: bool = False
+    duration_ms: int = 0
+    logs: list[tuple[str, str]] = Field(default_factory=list)
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.execution_id}:{self.run_key}:{self.attempt}:result"

@@ -1,0 +1,1 @@
+"""Node runners: what a worker does for each node type."""

@@ -1,0 +1,12 @@
+"""`python -m services.gateway`: serve the public API on :8037 once upstreams answer."""
+
+import asyncio
+
+from services.gateway.main import create_app, wait_for_upstreams
+from services.gateway.settings import GatewaySettings
+from shared.serve import serve
+
+if __name__ == "__main__":
+    settings = GatewaySettings()
+    asyncio.run(wait_for_upstreams(settings))
+    serve(create_app(settings), settings)

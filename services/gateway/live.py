@@ -1,0 +1,162 @@
+"""`/api/v1/ws/executions/{id}?token=`: an execution's changes, pushed as they happen.
+
+On connect: the current state at once. Then one message per change of the execution (from
+the `EVENTS` stream), each followed by the fresh status, until the final message, after which
+the socket closes. The gateway subscribes before it reads the state, so no change falls
+between the two; a change seen twice only repeats a status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import httpx
+from fastapi import WebSocket, WebSocketDisconnect
+from nats.aio.msg import Msg
+
+from services.gateway.proxy import UpstreamClient
+from shared.bus.client import BusUnavailable, JetStreamBus
+from shared.errors import AppError
+from shared.security.tokens import TokenService
+
+log = logging.getLogger("agentflow.gateway.live")
+
+# Close codes: 4401 bad or missing token, 4404 no such execution (or not yours), 1013 try later.
+_FINAL = {"ExecutionCompleted": "completed", "ExecutionFailed": "failed",
+          "ExecutionCancelled": "cancelled"}  # fmt: skip
+_MESSAGE_TYPES = {
+    "ExecutionStarted": "started",
+    "NodeStarted": "node_started",
+    "NodeCompleted": "node_completed",
+    "NodeFailed": "node_failed",
+    "NodeSkipped": "node_skipped",
+}
+
+
+async def execution_socket(
+    websocket: WebSocket,
+    execution_id: str,
+    tokens: TokenService,
+    upstreams: UpstreamClient,
+    bus: JetStreamBus,
+) -> None:
+    token = websocket.query_params.get("token", "")
+    try:
+        tokens.verify(token)
+    except AppError:
+        await websocket.close(code=4401, reason="invalid token")
+        return
+    headers = {"authorization": f"Bearer {token}"}
+    base = upstreams.base_url("executor") + f"/api/v1/executions/{execution_id}"
+    changes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def on_event(message: Msg) -> None:
+        with contextlib.suppress(ValueError):
+            await changes.put(json.loads(message.data))
+
+    try:
+        subscription = await bus.nc.subscribe(f"events.execution.{execution_id}.>", cb=on_event)
+    except (BusUnavailable, ValueError):
+        await websocket.close(code=1013, reason="live updates unavailable")
+        return
+    try:
+        record = await _fetch(upstreams.http, base, headers)
+        if record is None:
+            await websocket.close(code=4404, reason="execution not found")
+            return
+        await websocket.accept()
+        await websocket.send_json({"type": "status", "data": _status(record)})
+        if record["status"] in _FINAL.values():
+            await websocket.send_json(_final_message(record))
+            await websocket.close()
+            return
+        await _follow(websocket, changes, upstreams.http, base, headers)
+    except WebSocketDisconnect:
+        pass
+    except _ExecutorDown:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1013, reason="executor unavailable")
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
+
+async def _follow(
+    websocket: WebSocket,
+    changes: asyncio.Queue[dict[str, Any]],
+    http: httpx.AsyncClient,
+    base: str,
+    headers: dict[str, str],
+) -> None:
+    while True:
+        try:
+            envelope = await asyncio.wait_for(changes.get(), timeout=15)
+        except TimeoutError:
+            # No news for a while: look again, in case an event was missed (e.g. NATS blipped).
+            record = await _fetch(http, base, headers)
+            if record is None:
+                break
+            await websocket.send_json({"type": "status", "data": _status(record)})
+            if record["status"] in _FINAL.values():
+                await websocket.send_json(_final_message(record))
+                break
+            continue
+        kind = envelope.get("type", "")
+        if kind in _MESSAGE_TYPES:
+            await websocket.send_json({"type": _MESSAGE_TYPES[kind], "data": envelope["data"]})
+        if kind in _MESSAGE_TYPES or kind in _FINAL:
+            record = await _fetch(http, base, headers)
+            if record is None:
+                break
+            if kind == "NodeCompleted":
+                node = record["nodes"].get(envelope["data"].get("run_key", ""), {})
+                await websocket.send_json(
+                    {"type": "node_output", "data": {"node_id": node.get("node_id"),
+                                                     "output": node.get("output")}}
+                )  # fmt: skip
+            await websocket.send_json({"type": "status", "data": _status(record)})
+            if kind in _FINAL:
+                await websocket.send_json(_final_message(record))
+                break
+    await websocket.close()
+
+
+class _ExecutorDown(Exception):
+    pass
+
+
+async def _fetch(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> Any:
+    """The execution record; None when it does not exist for this caller."""
+    try:
+        response = await http.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        raise _ExecutorDown from exc
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise _ExecutorDown
+    return response.json()
+
+
+def _status(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": record["status"],
+        "progress": record["progress"],
+        "current_node": record["current_node"],
+    }
+
+
+def _final_message(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": record["status"],
+        "data": {
+            "status": record["status"],
+            "output_data": record["output_data"],
+            "error": record["error"],
+            "execution_time": record["execution_time"],
+        },
+    }

@@ -1,0 +1,141 @@
+"""Composition root of the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request, Response, WebSocket
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.routing import Route
+
+from services.gateway import routing
+from services.gateway.live import execution_socket
+from services.gateway.openapi import OpenAPIAggregator
+from services.gateway.proxy import UpstreamClient
+from services.gateway.settings import GatewaySettings
+from shared.bus.client import JetStreamBus
+from shared.errors import NotFound, Unauthorized
+from shared.logging import configure_logging
+from shared.security.tokens import TokenService
+from shared.web.app import build_app
+from shared.web.health import ReadinessCheck
+
+log = logging.getLogger("agentflow.gateway")
+
+DESCRIPTION = """低代码智能体平台的公开 API。The public API of the low-code agent platform.
+
+Log in with **Authorize** (username and password), or send `Authorization: Bearer <token>`.
+Errors always have the shape `{"detail", "error_code", "status_code"}`; send
+`Accept-Language: en` for English messages.
+"""
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    settings = settings or GatewaySettings()
+    configure_logging(settings, service="gateway")
+    upstreams = UpstreamClient(settings, transport=transport)
+    tokens = TokenService(settings)
+    bus = JetStreamBus(settings, name="agentflow-gateway")  # for live updates over WebSocket
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        bus.start()
+        try:
+            yield
+        finally:
+            await bus.close()
+            await upstreams.aclose()
+
+    readiness: dict[str, ReadinessCheck] = {
+        name: _upstream_check(upstreams, name) for name in settings.upstreams()
+    }
+    readiness["nats"] = bus.ping
+    app = build_app(
+        service="gateway",
+        title="低代码智能体平台 API · Agentflow",
+        description=DESCRIPTION,
+        readiness=readiness,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.upstreams = upstreams
+    app.state.tokens = tokens
+
+    aggregator = OpenAPIAggregator(
+        base=get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        ),
+        upstreams=settings.upstreams(),
+        http=upstreams.http,
+        cache_s=settings.openapi_cache_s,
+    )
+    # The merged document replaces FastAPI's own; /docs and /redoc read it from the same URL.
+    app.router.routes[:] = [
+        r for r in app.router.routes if not (isinstance(r, Route) and r.path == app.openapi_url)
+    ]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(await aggregator.document())
+
+    @app.websocket("/api/v1/ws/executions/{execution_id}")
+    async def execution_updates(websocket: WebSocket, execution_id: str) -> None:
+        await execution_socket(websocket, execution_id, tokens, upstreams, bus)
+
+    @app.api_route("/api/{path:path}", methods=_METHODS, include_in_schema=False)
+    async def proxy(request: Request, path: str) -> Response:
+        route = routing.resolve(request.url.path)
+        if route is None:
+            raise NotFound
+        if not route.public:
+            _check_token(request, tokens)
+        return await upstreams.forward(request, route.upstream)
+
+    return app
+
+
+def _check_token(request: Request, tokens: TokenService) -> None:
+    """Refuse unauthenticated calls here; services verify again (defense in depth)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized
+    tokens.verify(token.strip())
+
+
+def _upstream_check(upstreams: UpstreamClient, name: str) -> ReadinessCheck:
+    async def check() -> bool:
+        return await upstreams.healthy(name)
+
+    return check
+
+
+async def wait_for_upstreams(settings: GatewaySettings) -> None:
+    """Give upstreams a moment to come up, so the gateway is the last to answer."""
+    if settings.wait_for_upstreams_s <= 0:
+        return
+    deadline = asyncio.get_running_loop().time() + settings.wait_for_upstreams_s
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        for name, base in settings.upstreams().items():
+            while True:
+                try:
+                    if (await client.get(base + "/healthz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    log.warning(
+                        "%s did not answer at %s; serving anyway (503 until it does)", name, base
+                    )
+                    break
+                await asyncio.sleep(0.2)

@@ -1,0 +1,1 @@
+"""Workflows service: event-sourced workflow definitions, versions, templates, import/export."""

@@ -1,0 +1,16 @@
+"""Workflows service settings."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings, service_port_field
+
+
+class WorkflowsSettings(ServiceSettings):
+    service_name: ClassVar[str] = "workflows"
+
+    port: int = service_port_field(8102, "workflows")
+    projection_poll_s: float = Field(default=2.0, gt=0)

@@ -1,0 +1,1 @@
+"""What every service of the platform uses: settings, errors, bus, event store, security."""

@@ -1,0 +1,1 @@
+"""NATS JetStream: stream definitions, the integration-event envelope, the client, the relay."""

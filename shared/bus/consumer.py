@@ -1,0 +1,113 @@
+"""A durable JetStream pull consumer that rebuilds itself after every reconnect.
+
+nats-py's pull subscriptions do not survive a reconnect (a restarted server forgets the
+client's inbox), so the subscription and its fetch loop are made anew on each connect.
+The durable consumer on the server keeps the position, so nothing is skipped; handlers must be
+idempotent because a message whose ack was lost is delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from shared.bus.client import JetStreamBus
+
+log = logging.getLogger("agentflow.bus.consumer")
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+class PullConsumer:
+    def __init__(
+        self,
+        bus: JetStreamBus,
+        *,
+        stream: str,
+        durable: str,
+        subject: str,
+        handler: Handler,
+        batch: int = 32,
+        ack_wait_s: float = 30.0,
+        max_deliver: int = -1,
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self._bus = bus
+        self._stream = stream
+        self._durable = durable
+        self._subject = subject
+        self._handler = handler
+        self._batch = batch
+        self._retry_delay_s = retry_delay_s
+        self._config = ConsumerConfig(
+            durable_name=durable,
+            filter_subject=subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=ack_wait_s,
+            max_deliver=max_deliver,
+        )
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._bus.on_connected(self._rebuild)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        await self._cancel_loop()
+
+    async def _rebuild(self, js: JetStreamContext) -> None:
+        if self._stopped:
+            return
+        await self._cancel_loop()
+        subscription = await js.pull_subscribe(
+            self._subject, durable=self._durable, stream=self._stream, config=self._config
+        )
+        self._loop_task = asyncio.create_task(
+            self._fetch_loop(subscription), name=f"consumer-{self._durable}"
+        )
+        log.info("consumer %s on %s (re)built", self._durable, self._subject)
+
+    async def _cancel_loop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+
+    async def _fetch_loop(self, subscription: JetStreamContext.PullSubscription) -> None:
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(self._batch, timeout=1.0)
+                except (NatsTimeout, TimeoutError):  # nats-py raises either when idle
+                    continue
+                except Exception as exc:
+                    # Disconnected or the consumer vanished; the next connect rebuilds us.
+                    log.debug("fetch on %s failed: %r", self._durable, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                for message in messages:
+                    await self._handle(message)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _handle(self, message: Msg) -> None:
+        try:
+            await self._handler(message)
+        except Exception:
+            log.exception("handler of %s failed; redelivering later", self._durable)
+            with contextlib.suppress(Exception):
+                await message.nak(delay=self._retry_delay_s)
+            return
+        with contextlib.suppress(Exception):  # a lost ack only means one more (idempotent) delivery
+            await message.ack()

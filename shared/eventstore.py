@@ -1,0 +1,111 @@
+"""The event-store base every service's application extends.
+
+Persistence is chosen by settings (SQLite file under `.data/` or a PostgreSQL schema per
+service); the code above it is the same. After each save, listeners (the outbox relay,
+projections) are woken in-process, because the SQLite recorder cannot `subscribe()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, Recording, TrackingRecorder
+
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("agentflow.eventstore")
+
+SaveListener = Callable[[], None]
+T = TypeVar("T")
+
+
+class EventSourcedApplication(Application[UUID]):
+    """An eventsourcing `Application` configured from a service's settings."""
+
+    def __init__(self, settings: ServiceSettings, env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        if settings.store == "postgres":
+            ensure_postgres_schema(settings)
+        self._listeners: list[SaveListener] = []
+        self._listeners_lock = threading.Lock()
+        # Settings win over the process environment, so one process can host a test store.
+        super().__init__(env={**settings.event_store_env(), **(env or {})})
+        self._tracking: TrackingRecorder | None = None
+
+    @property
+    def tracking(self) -> TrackingRecorder:
+        """Positions of the relay and the projections, in the same store as the events."""
+        if self._tracking is None:
+            self._tracking = self.factory.tracking_recorder()
+        return self._tracking
+
+    def add_save_listener(self, listener: SaveListener) -> None:
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+    def remove_save_listener(self, listener: SaveListener) -> None:
+        with self._listeners_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # a listener must never fail a save that already committed
+                log.exception("save listener failed")
+
+    def retry_on_conflict(self, command: Callable[[], T], attempts: int = 5) -> T:
+        """Run a read-modify-save `command` again from fresh state when another writer won.
+
+        The store's optimistic concurrency rejects the stale save; re-running the command
+        re-reads the aggregate, so no write is lost and none is applied over another.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return command()
+            except IntegrityError:
+                if attempt == attempts:
+                    raise
+                log.info("write conflict; retrying from fresh state (attempt %d)", attempt)
+        raise AssertionError("unreachable")
+
+    def store_is_reachable(self) -> bool:
+        self.recorder.max_notification_id()
+        return True
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} store={self.settings.store}>"
+
+
+def ensure_postgres_schema(settings: ServiceSettings) -> None:
+    """eventsourcing creates tables but not schemas; one schema per service."""
+    statement = psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+        psycopg.sql.Identifier(settings.postgres_schema)
+    )
+    # Two replicas may race to create it; either way it exists afterwards.
+    with (
+        psycopg.connect(**_pg_connect_kwargs(settings), autocommit=True) as conn,
+        contextlib.suppress(psycopg.errors.UniqueViolation),
+    ):
+        conn.execute(statement)
+
+
+def _pg_connect_kwargs(settings: ServiceSettings) -> dict[str, Any]:
+    return {
+        "host": settings.postgres_host,
+        "port": settings.postgres_port,
+        "user": settings.postgres_user,
+        "password": settings.postgres_password.get_secret_value() or None,
+        "dbname": settings.postgres_dbname,
+        "connect_timeout": 5,
+    }

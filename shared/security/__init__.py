@@ -1,0 +1,1 @@
+"""JWT issue and verification, and the FastAPI dependency for the caller."""

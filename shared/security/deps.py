@@ -1,0 +1,36 @@
+"""`CurrentPrincipal`: the verified caller, for any route that needs one.
+
+The app factory puts a `TokenService` on `app.state.tokens`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from shared.errors import Unauthorized
+from shared.security.tokens import Principal, TokenService
+
+LOGIN_URL = "/api/v1/auth/login"
+
+# OAuth2 password flow so Swagger UI's "Authorize" logs in through the real login endpoint.
+_bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_URL, auto_error=False)
+
+
+def token_service(request: Request) -> TokenService:
+    tokens = request.app.state.tokens
+    assert isinstance(tokens, TokenService)
+    return tokens
+
+
+def current_principal(
+    request: Request, token: Annotated[str | None, Depends(_bearer)]
+) -> Principal:
+    if not token:
+        raise Unauthorized
+    return token_service(request).verify(token)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,91 @@
+"""HS256 JWTs: `sub` (user id), `name` (username), `role`, `exp`, `iat`, `jti`, `iss`.
+
+Only the configured algorithm is accepted, so `alg: none` and algorithm-confusion tokens fail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import jwt
+
+from shared.errors import Unauthorized
+from shared.i18n import Message
+from shared.settings import PlatformSettings
+
+Role = Literal["user", "admin"]
+ROLES: tuple[Role, ...] = ("user", "admin")
+
+INVALID_TOKEN = Message("登录凭证无效或已过期,请重新登录", "Invalid or expired token; log in again")
+
+
+class InvalidToken(Unauthorized):
+    default_code = "INVALID_TOKEN"
+    default_message = INVALID_TOKEN
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as the token says."""
+
+    user_id: uuid.UUID
+    role: Role
+    token_id: str
+    username: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class TokenService:
+    def __init__(self, settings: PlatformSettings) -> None:
+        self._secret = settings.jwt_secret.get_secret_value()
+        self._algorithm = settings.jwt_algorithm
+        self._ttl = timedelta(minutes=settings.jwt_ttl_minutes)
+        self._issuer = settings.jwt_issuer
+
+    @property
+    def ttl_seconds(self) -> int:
+        return int(self._ttl.total_seconds())
+
+    def issue(
+        self, user_id: uuid.UUID, role: Role, *, username: str = "", now: datetime | None = None
+    ) -> str:
+        issued = now or datetime.now(UTC)
+        claims = {
+            "sub": str(user_id),
+            "name": username,  # shown as the author of versions; not trusted for access
+            "role": role,
+            "iat": int(issued.timestamp()),
+            "exp": int((issued + self._ttl).timestamp()),
+            "jti": uuid.uuid4().hex,
+            "iss": self._issuer,
+        }
+        return jwt.encode(claims, self._secret, algorithm=self._algorithm)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self._algorithm],
+                issuer=self._issuer,
+                options={"require": ["sub", "role", "exp", "iat", "jti", "iss"]},
+                leeway=5,
+            )
+            user_id = uuid.UUID(str(claims["sub"]))
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise InvalidToken from exc
+        role = claims["role"]
+        if role not in ROLES:
+            raise InvalidToken
+        return Principal(
+            user_id=user_id,
+            role=role,
+            token_id=str(claims["jti"]),
+            username=str(claims.get("name", "")),
+        )

@@ -1,0 +1,119 @@
+"""Settings shared by every service; each service extends `ServiceSettings`.
+
+Every variable carries the `AGENTFLOW_` prefix (e.g. `AGENTFLOW_JWT_SECRET`). `NATS_URL` is also
+read without the prefix because it is the name the NATS ecosystem uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105 - the refused default
+
+Environment = Literal["development", "test", "production"]
+StoreKind = Literal["sqlite", "postgres"]
+
+
+class InsecureSettingsError(ValueError):
+    """Raised at start when a production process would run with a development secret."""
+
+
+class PlatformSettings(BaseSettings):
+    """What every process of the platform reads: environment, secrets, NATS, store."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    environment: Environment = "production"
+    log_level: str = "INFO"
+
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_ttl_minutes: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
+    jwt_issuer: str = "agentflow"
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        validation_alias=AliasChoices("AGENTFLOW_NATS_URL", "NATS_URL", "nats_url"),
+    )
+    nats_connect_timeout_s: float = 2.0
+    # How long a duplicate Nats-Msg-Id is remembered: it must outlast a relay crash and restart.
+    events_duplicate_window_s: float = Field(default=600.0, gt=0)
+    events_max_age_days: float = Field(default=365.0, gt=0)
+    events_max_bytes: int = Field(default=-1)
+
+    store: StoreKind = "sqlite"
+    data_dir: Path = Path(".data")
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_dbname: str = "agentflow"
+    postgres_pool_size: int = Field(default=5, ge=1)
+    # Schemas are `<prefix><service>`: several platforms (or test runs) can share one database.
+    postgres_schema_prefix: str = Field(default="", pattern=r"^[a-z0-9_]*$", max_length=30)
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> PlatformSettings:
+        if (
+            self.environment == "production"
+            and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET
+        ):
+            raise InsecureSettingsError(
+                "AGENTFLOW_JWT_SECRET is the development default; set a secret of your own "
+                "or run with AGENTFLOW_ENVIRONMENT=development"
+            )
+        if len(self.jwt_secret.get_secret_value()) < 32 and self.environment == "production":
+            raise InsecureSettingsError("AGENTFLOW_JWT_SECRET must be at least 32 characters")
+        return self
+
+
+class ServiceSettings(PlatformSettings):
+    """A service process: the platform settings plus where it listens and what it stores."""
+
+    # Each subclass names itself; the name picks the SQLite file and the PostgreSQL schema.
+    service_name: ClassVar[str] = "service"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def postgres_schema(self) -> str:
+        return f"{self.postgres_schema_prefix}{self.service_name}"
+
+    def event_store_env(self) -> dict[str, str]:
+        """The eventsourcing library's environment for this service's store."""
+        if self.store == "sqlite":
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.data_dir / f"{self.service_name}.sqlite"),
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.postgres_dbname,
+            "POSTGRES_HOST": self.postgres_host,
+            "POSTGRES_PORT": str(self.postgres_port),
+            "POSTGRES_USER": self.postgres_user,
+            "POSTGRES_PASSWORD": self.postgres_password.get_secret_value(),
+            "POSTGRES_SCHEMA": self.postgres_schema,
+            "POSTGRES_POOL_SIZE": str(self.postgres_pool_size),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_PRE_PING": "y",
+        }
+
+
+def service_port_field(default: int, service: str) -> Any:
+    """A `port` field read from `AGENTFLOW_<SERVICE>_PORT` only, so services can share one env
+    (and a bare `PORT`, which honcho sets for every process, is ignored)."""
+    return Field(default=default, validation_alias=f"AGENTFLOW_{service.upper()}_PORT")

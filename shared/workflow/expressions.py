@@ -1,0 +1,385 @@
+"""Condition expressions such as `{value} > 10 and contains(lower({llm-1.text}), 'yes')`.
+
+Compiled once (references become placeholder names, the syntax tree is checked against a
+whitelist), then evaluated by simpleeval with our own operators and functions. Nothing here
+calls eval/exec, and no attribute of any value is ever reachable: attribute syntax is refused
+outright, because string functions cover what users need and attributes are the classic
+sandbox escape.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import math
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from simpleeval import EvalWithCompoundTypes, safe_add, safe_mult
+
+from shared.i18n import Language, Message
+from shared.workflow.templates import Reference, to_text
+
+MAX_EXPRESSION_LENGTH: Final = 2000
+MAX_REGEX_LENGTH: Final = 200
+MAX_REGEX_SUBJECT_LENGTH: Final = 100_000
+MAX_EXPONENT: Final = 1000
+
+_SINGLE_REFERENCE = re.compile(r"\{([\w-]+(?:\.[\w-]+)*)\}")
+_PLACEHOLDER_PREFIX: Final = "_ref"
+# JSON spellings beside Python's, since users write JSON everywhere else in a workflow.
+_LITERALS: Final[dict[str, Any]] = {"true": True, "false": False, "null": None}
+_FALSY_TEXT: Final = frozenset({"", "false", "0", "no", "off", "null", "none"})
+
+
+class ExpressionError(ValueError):
+    """An expression that does not compile, or failed while evaluating; localized."""
+
+    def __init__(self, message: Message, **params: Any) -> None:
+        self.message = message
+        self.params = params
+        super().__init__(message.render("en", **params))
+
+    def render(self, language: Language) -> str:
+        return self.message.render(language, **self.params)
+
+
+_SYNTAX = Message("语法错误:{detail}", "syntax error: {detail}")
+_TOO_LONG = Message(
+    "表达式过长(最多 {limit} 个字符)", "expression too long (at most {limit} chars)"
+)
+_EMPTY = Message("表达式为空", "the expression is empty")
+_NOT_ALLOWED = Message("不允许使用 {what}", "{what} is not allowed")
+_ATTRIBUTE = Message(
+    "不允许访问属性 .{name}(请用 lower(x) 这样的函数)",
+    "attribute access .{name} is not allowed (use functions such as lower(x))",
+)
+_UNKNOWN_NAME = Message(
+    "未知名称 {name}(引用数据请写成 {{{name}}})",
+    "unknown name {name} (write {{{name}}} to reference data)",
+)
+_UNDERSCORE = Message(
+    "不允许使用以下划线开头的名称 {name}", "names starting with _ are refused: {name}"
+)
+_UNKNOWN_FUNCTION = Message(
+    "未知函数 {name}(可用:{available})", "unknown function {name} (available: {available})"
+)
+_KEYWORDS = Message("函数 {name} 不接受关键字参数", "function {name} takes no keyword arguments")
+_CONSTANT = Message("不支持的字面量 {value}", "unsupported literal {value}")
+_REGEX_TOO_LONG = Message(
+    "正则表达式过长(最多 {limit} 个字符)", "regular expression too long (at most {limit} chars)"
+)
+_REGEX_INVALID = Message("正则表达式无效:{detail}", "invalid regular expression: {detail}")
+_SUBJECT_TOO_LONG = Message(
+    "matches 的文本过长(最多 {limit} 个字符)", "text for matches too long (at most {limit} chars)"
+)
+_EXPONENT = Message("指数过大(最多 {limit})", "exponent too large (at most {limit})")
+_EVALUATION = Message("求值失败:{detail}", "evaluation failed: {detail}")
+_CONVERSION = Message("无法把 {value} 转换为 {kind}", "cannot convert {value} to {kind}")
+
+
+# -- functions available in expressions ---------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_regex(pattern: str) -> re.Pattern[str]:
+    if len(pattern) > MAX_REGEX_LENGTH:
+        raise ExpressionError(_REGEX_TOO_LONG, limit=MAX_REGEX_LENGTH)
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ExpressionError(_REGEX_INVALID, detail=str(exc)) from exc
+
+
+def _matches(text: Any, pattern: Any) -> bool:
+    subject = to_text(text)
+    # Pattern and subject are both bounded: a backtracking regex is costly only when both
+    # are large, and neither can be here.
+    if len(subject) > MAX_REGEX_SUBJECT_LENGTH:
+        raise ExpressionError(_SUBJECT_TOO_LONG, limit=MAX_REGEX_SUBJECT_LENGTH)
+    return _compile_regex(to_text(pattern)).search(subject) is not None
+
+
+def _contains(container: Any, item: Any) -> bool:
+    if container is None:
+        return False
+    if isinstance(container, str):
+        return to_text(item) in container
+    if isinstance(container, dict | list | tuple):
+        return item in container
+    return to_text(item) in to_text(container)
+
+
+def _length(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str | list | tuple | dict):
+        return len(value)
+    return len(to_text(value))
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool | int):
+        return int(value)
+    try:
+        if isinstance(value, float):
+            return int(value)
+        text = to_text(value).strip()
+        try:
+            return int(text)
+        except ValueError:
+            return int(float(text))
+    except (ValueError, OverflowError) as exc:
+        raise ExpressionError(_CONVERSION, value=to_text(value)[:50], kind="int") from exc
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool | int | float):
+        return float(value)
+    try:
+        return float(to_text(value).strip())
+    except ValueError as exc:
+        raise ExpressionError(_CONVERSION, value=to_text(value)[:50], kind="float") from exc
+
+
+def to_bool(value: Any) -> bool:
+    """Truthiness as a workflow user expects: "false", "0", "no", "" and null are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSY_TEXT
+    return bool(value)
+
+
+FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
+    "lower": lambda value: to_text(value).lower(),
+    "upper": lambda value: to_text(value).upper(),
+    "strip": lambda value: to_text(value).strip(),
+    "len": _length,
+    "startswith": lambda value, prefix: to_text(value).startswith(to_text(prefix)),
+    "endswith": lambda value, suffix: to_text(value).endswith(to_text(suffix)),
+    "contains": _contains,
+    "matches": _matches,
+    "int": _to_int,
+    "float": _to_float,
+    "str": to_text,
+    "bool": to_bool,
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "round": round,
+}
+
+
+# -- operators: numbers compare with numeric text, as LLM output is text --------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _coerced(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def apply(left: Any, right: Any) -> Any:
+        if isinstance(left, str) != isinstance(right, str):
+            left_number, right_number = _number(left), _number(right)
+            if left_number is not None and right_number is not None:
+                return compare(left_number, right_number)
+        return compare(left, right)
+
+    return apply
+
+
+def _power(base: Any, exponent: Any) -> Any:
+    if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
+        raise ExpressionError(_EXPONENT, limit=MAX_EXPONENT)
+    return base**exponent
+
+
+_OPERATORS: Final[dict[type[ast.AST], Callable[..., Any]]] = {
+    ast.Add: safe_add,
+    ast.Sub: operator.sub,
+    ast.Mult: safe_mult,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: _power,
+    ast.Eq: _coerced(operator.eq),
+    ast.NotEq: _coerced(operator.ne),
+    ast.Gt: _coerced(operator.gt),
+    ast.Lt: _coerced(operator.lt),
+    ast.GtE: _coerced(operator.ge),
+    ast.LtE: _coerced(operator.le),
+    ast.Not: operator.not_,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.In: lambda item, container: _contains(container, item),
+    ast.NotIn: lambda item, container: not _contains(container, item),
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}
+
+_ALLOWED_NODES: Final = (
+    ast.Expression,
+    ast.BoolOp,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.Compare,
+    ast.Call,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Subscript,
+    ast.Slice,
+    ast.IfExp,
+    ast.And,
+    ast.Or,
+    *_OPERATORS,  # only the operators we implement; `~`, `<<`, `|` and friends are refused
+)
+_COMPREHENSIONS: Final = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+# -- compile -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled condition; immutable and safe to share between threads."""
+
+    source: str
+    references: list[Reference]
+    _placeholders: tuple[tuple[str, Reference], ...] = field(repr=False)
+    _tree: ast.Expression = field(repr=False)
+
+    def evaluate(self, resolve: Callable[[Reference], Any]) -> bool:
+        """True or false for the values `resolve` gives; ExpressionError if evaluation fails."""
+        names = dict(_LITERALS)
+        names.update({name: resolve(reference) for name, reference in self._placeholders})
+        # A fresh evaluator per call: simpleeval keeps state on the instance.
+        evaluator = EvalWithCompoundTypes(
+            operators=dict(_OPERATORS), functions=dict(FUNCTIONS), names=names
+        )
+        try:
+            result = evaluator.eval(self.source, previously_parsed=self._tree.body)
+        except ExpressionError:
+            raise
+        except Exception as exc:  # anything the user's data makes go wrong is the user's error
+            raise ExpressionError(_EVALUATION, detail=f"{type(exc).__name__}: {exc}") from exc
+        return to_bool(result)
+
+
+def _substitute_references(expression: str) -> tuple[str, dict[str, Reference]]:
+    """Replace `{ref}` outside string literals by placeholder names; literals stay literal."""
+    out: list[str] = []
+    placeholders: dict[str, Reference] = {}
+    by_dotted: dict[str, str] = {}
+    position, quote = 0, ""
+    while position < len(expression):
+        char = expression[position]
+        if quote:
+            out.append(char)
+            if char == "\\" and position + 1 < len(expression):
+                out.append(expression[position + 1])
+                position += 1
+            elif char == quote:
+                quote = ""
+            position += 1
+            continue
+        if char in "'\"":
+            quote = char
+        elif char == "{" and (match := _SINGLE_REFERENCE.match(expression, position)):
+            dotted = match.group(1)
+            if dotted not in by_dotted:
+                name = f"{_PLACEHOLDER_PREFIX}{len(by_dotted)}"
+                by_dotted[dotted] = name
+                placeholders[name] = Reference.parse(dotted)
+            out.append(f" {by_dotted[dotted]} ")
+            position = match.end()
+            continue
+        out.append(char)
+        position += 1
+    return "".join(out), placeholders
+
+
+def _check_tree(tree: ast.Expression, placeholders: dict[str, Reference]) -> None:
+    nodes = list(ast.walk(tree))
+    # The well-known escapes first, so the message names them whatever surrounds them.
+    for node in nodes:
+        if isinstance(node, ast.Attribute):
+            raise ExpressionError(_ATTRIBUTE, name=node.attr)
+        if isinstance(node, ast.Lambda):
+            raise ExpressionError(_NOT_ALLOWED, what="lambda")
+        if isinstance(node, _COMPREHENSIONS):
+            raise ExpressionError(_NOT_ALLOWED, what="comprehension")
+    called = {id(node.func) for node in nodes if isinstance(node, ast.Call)}
+    for node in nodes:
+        if not isinstance(node, _ALLOWED_NODES):
+            raise ExpressionError(_NOT_ALLOWED, what=type(node).__name__)
+        if isinstance(node, ast.Call):
+            _check_call(node)
+        elif isinstance(node, ast.Name) and id(node) not in called:
+            _check_name(node.id, placeholders)
+        elif isinstance(node, ast.Constant) and not isinstance(
+            node.value, str | int | float | bool | type(None)
+        ):
+            raise ExpressionError(_CONSTANT, value=repr(node.value))
+
+
+def _check_call(node: ast.Call) -> None:
+    if not isinstance(node.func, ast.Name):
+        raise ExpressionError(_NOT_ALLOWED, what="calling an expression")
+    name = node.func.id
+    if name.startswith("_"):
+        raise ExpressionError(_UNDERSCORE, name=name)
+    if name not in FUNCTIONS:
+        raise ExpressionError(_UNKNOWN_FUNCTION, name=name, available=", ".join(FUNCTIONS))
+    if node.keywords:
+        raise ExpressionError(_KEYWORDS, name=name)
+    if any(isinstance(arg, ast.Starred) for arg in node.args):
+        raise ExpressionError(_NOT_ALLOWED, what="*args")
+    # A literal pattern is checked now, so a bad regex is reported when the workflow is saved.
+    if name == "matches" and len(node.args) == 2:
+        pattern = node.args[1]
+        if isinstance(pattern, ast.Constant) and isinstance(pattern.value, str):
+            _compile_regex(pattern.value)
+
+
+def _check_name(name: str, placeholders: dict[str, Reference]) -> None:
+    if name in placeholders or name in _LITERALS or name in ("True", "False", "None"):
+        return
+    if name.startswith("_"):
+        raise ExpressionError(_UNDERSCORE, name=name)
+    raise ExpressionError(_UNKNOWN_NAME, name=name)
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_condition(expression: str) -> Condition:
+    """Compile a condition; ExpressionError if it does not parse or uses a refused construct."""
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(_TOO_LONG, limit=MAX_EXPRESSION_LENGTH)
+    if not expression.strip():
+        raise ExpressionError(_EMPTY)
+    source, placeholders = _substitute_references(expression)
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(_SYNTAX, detail=exc.msg) from exc
+    _check_tree(tree, placeholders)
+    return Condition(
+        source=expression,
+        references=list(placeholders.values()),
+        _placeholders=tuple(placeholders.items()),
+        _tree=tree,
+    )

@@ -1,0 +1,107 @@
+"""The WebSocket at /api/v1/ws/executions/{id}: current state at once, then every change."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.integration.test_executions import BRANCHING, E, W, create_workflow, wait_finished
+from tests.support.stack import Stack
+
+
+def socket_url(stack: Stack, execution_id: str, token: str) -> str:
+    base = stack.base_url.replace("http://", "ws://")
+    return f"{base}/api/v1/ws/executions/{execution_id}?token={token}"
+
+
+def token_of(client: Any) -> str:
+    return str(client.headers["Authorization"].split(" ", 1)[1])
+
+
+def receive_all(url: str, timeout: float = 30) -> list[dict[str, Any]]:
+    received: list[dict[str, Any]] = []
+    with connect(url, open_timeout=10) as socket:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                received.append(json.loads(socket.recv(timeout=timeout)))
+            except Exception:  # closed by the server after its final message
+                break
+    return received
+
+
+def test_a_run_is_followed_live_to_its_end(fresh_stack) -> None:
+    stack: Stack = fresh_stack().start()
+    client, _ = stack.user_client()
+    with client:
+        wid = create_workflow(client, BRANCHING)
+        for worker in stack.workers:
+            worker.kill9()  # hold the run at its first node while we connect
+        run = client.post(f"{W}/{wid}/execute", json={"input_data": {"text": "live!"}}).json()
+        deadline = time.monotonic() + 10
+        while client.get(f"{E}/{run['id']}/status").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        url = socket_url(stack, run["id"], token_of(client))
+        with connect(url, open_timeout=10) as socket:
+            first = json.loads(socket.recv(timeout=10))
+            assert first == {
+                "type": "status",
+                "data": {"status": "running", "progress": 0, "current_node": "start-1"},
+            }
+            for worker in stack.workers:
+                worker.start()
+            messages = []
+            while True:
+                try:
+                    messages.append(json.loads(socket.recv(timeout=30)))
+                except Exception:
+                    break
+    types = [m["type"] for m in messages]
+    assert types[-1] == "completed"
+    assert messages[-1]["data"]["output_data"] == {"shout": "live!!", "lang": "en"}
+    statuses = [m["data"] for m in messages if m["type"] == "status"]
+    progress = [s["progress"] for s in statuses]
+    assert progress == sorted(progress)
+    assert statuses[-1] == {"status": "completed", "progress": 100, "current_node": None}
+    completed = [m["data"]["node_id"] for m in messages if m["type"] == "node_output"]
+    assert completed[:2] == ["start-1", "input-1"]
+    assert {"node_started", "node_completed", "node_skipped"} <= set(types)
+    outputs = {
+        m["data"]["node_id"]: m["data"]["output"] for m in messages if m["type"] == "node_output"
+    }
+    assert outputs["t-1"] == "live!!"
+
+
+def test_a_finished_run_sends_its_state_and_closes(stack: Stack) -> None:
+    client, _ = stack.user_client()
+    with client:
+        wid = create_workflow(client, BRANCHING)
+        run = client.post(f"{W}/{wid}/execute", json={"input_data": {"text": "done"}}).json()
+        wait_finished(client, run["id"])
+        messages = receive_all(socket_url(stack, run["id"], token_of(client)))
+    assert [m["type"] for m in messages] == ["status", "completed"]
+    assert messages[0]["data"]["status"] == "completed"
+
+
+def test_bad_tokens_and_other_users_are_refused(stack: Stack) -> None:
+    client, _ = stack.user_client()
+    with client:
+        wid = create_workflow(client, BRANCHING)
+        run = client.post(f"{W}/{wid}/execute", json={"input_data": {"text": "x"}}).json()
+        other, _ = stack.user_client()
+        with other:
+            for url in (
+                socket_url(stack, run["id"], "not-a-token"),
+                socket_url(stack, run["id"], "").replace("?token=", ""),
+                socket_url(stack, run["id"], token_of(other)),
+                socket_url(stack, str(uuid.uuid4()), token_of(client)),
+            ):
+                with pytest.raises(InvalidStatus), connect(url, open_timeout=10):
+                    pass

@@ -1,0 +1,125 @@
+"""The built-in node runners compute what docs/workflow-model.md promises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.executor.runners.builtin import NodeRunError, final_output_data, run_builtin
+from shared.workflow.references import LoopFrame, RuntimeContext
+
+TYPES = {"start-1": "start", "llm-1": "llm", "input-1": "input", "t-1": "transform"}
+
+
+def context(
+    records: dict[str, Any] | None = None,
+    upstream: tuple[str, ...] = (),
+    input_data: dict[str, Any] | None = None,
+    loops: tuple[LoopFrame, ...] = (),
+) -> RuntimeContext:
+    return RuntimeContext(
+        input_data=input_data if input_data is not None else {"text": "你好", "n": 12},
+        node_types=TYPES,
+        records=records or {},
+        upstream=upstream,
+        loops=loops,
+    )
+
+
+LLM_RECORD = {"text": "42", "model": "deepseek-chat", "usage": {"total_tokens": 7}}
+
+
+def test_start_passes_the_input_on() -> None:
+    assert run_builtin("start", {}, context()).output == {"text": "你好", "n": 12}
+
+
+def test_input_fills_defaults_and_refuses_bad_input() -> None:
+    data = {
+        "fields": [
+            {"name": "text", "type": "string", "required": True},
+            {"name": "lang", "type": "string", "default": "en"},
+        ]
+    }
+    assert run_builtin("input", data, context()).output == {"text": "你好", "n": 12, "lang": "en"}
+    with pytest.raises(NodeRunError) as missing:
+        run_builtin("input", data, context(input_data={"n": 1}))
+    assert "text" in missing.value.render("en")
+    assert missing.value.render("zh") != missing.value.render("en")
+    assert not missing.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("expression", "branch"),
+    [
+        ("{value} > 10", "true"),
+        ("{value} > 100", "false"),
+        ("{llm-1.usage.total_tokens} == 7 and contains({input.text}, '你')", "true"),
+        ("not ({input.n} in [1, 2, 3])", "true"),
+    ],
+)
+def test_condition_picks_a_branch(expression: str, branch: str) -> None:
+    ctx = context(records={"llm-1": LLM_RECORD}, upstream=("llm-1",))
+    result = run_builtin("condition", {"expression": expression}, ctx)
+    assert result.branch == branch
+    assert result.output == {"result": branch == "true", "branch": branch, "value": "42"}
+
+
+def test_transform_modes() -> None:
+    ctx = context(records={"llm-1": LLM_RECORD}, upstream=("llm-1",))
+    template = run_builtin("transform", {"template": "答案是 {value}"}, ctx)
+    assert template.output == "答案是 42"
+    typed = run_builtin("transform", {"template": "{llm-1.usage}"}, ctx)
+    assert typed.output == {"total_tokens": 7}
+    mapping = run_builtin(
+        "transform", {"mode": "mapping", "mapping": {"t": "{input.text}", "n": "{input.n}"}}, ctx
+    )
+    assert mapping.output == {"t": "你好", "n": 12}
+    items = {"items": [{"name": "a", "price": 5}, {"name": "b", "price": 20}]}
+    picked = run_builtin(
+        "transform",
+        {"mode": "jmespath", "source": "{input}", "expression": "items[?price > `10`].name"},
+        context(input_data=items),
+    )
+    assert picked.output == ["b"]
+
+
+def test_transform_failures_are_not_retryable() -> None:
+    with pytest.raises(NodeRunError) as bad:
+        run_builtin("transform", {"mode": "jmespath", "expression": "abs(@)"}, context())
+    assert not bad.value.retryable
+    with pytest.raises(NodeRunError):
+        run_builtin("transform", {"mode": "template"}, context())  # template missing
+
+
+def test_output_shapes_and_end() -> None:
+    ctx = context(records={"llm-1": LLM_RECORD}, upstream=("llm-1",))
+    shaped = run_builtin("output", {"mapping": {"answer": "{llm-1.text}", "n": "{input.n}"}}, ctx)
+    assert shaped.output == {"answer": "42", "n": 12}
+    assert run_builtin("output", {}, ctx).output == "42"
+    assert run_builtin("end", {"output": {"final": "{value}"}}, ctx).output == {
+        "output": {"final": "42"}
+    }
+    assert run_builtin("end", {}, ctx).output == {"output": None}
+
+
+def test_loop_items_are_visible_in_a_body() -> None:
+    frame = LoopFrame(loop_id="loop-1", item_variable="item", item={"name": "x"}, index=2, count=3)
+    result = run_builtin("transform", {"template": "{index}:{item.name}"}, context(loops=(frame,)))
+    assert result.output == "2:x"
+
+
+def test_other_types_are_not_built_in() -> None:
+    with pytest.raises(NodeRunError):
+        run_builtin("llm", {"prompt": "x"}, context())
+
+
+def test_final_output_data_preference() -> None:
+    assert final_output_data({"output": {"a": 1}}, [{"b": 2}], LLM_RECORD) == {"a": 1}
+    assert final_output_data({"output": None}, [{"b": 2}, {"c": 3}], LLM_RECORD) == {
+        "b": 2,
+        "c": 3,
+    }
+    assert final_output_data({"output": None}, ["text"], None) == {"result": "text"}
+    assert final_output_data({"output": None}, [], LLM_RECORD) == LLM_RECORD
+    assert final_output_data(None, [], "plain") == {"result": "plain"}

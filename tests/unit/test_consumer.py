@@ -1,0 +1,111 @@
+"""Durable pull consumers keep consuming across a NATS restart, and redeliver failures."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from pathlib import Path
+
+from nats.aio.msg import Msg
+
+from shared.bus.client import BusUnavailable, JetStreamBus
+from shared.bus.consumer import PullConsumer
+from shared.settings import PlatformSettings
+from tests.support.processes import NatsServer
+
+SECRET = "consumer-test-secret-" + "x" * 32
+
+
+async def wait_until(condition, timeout: float = 20.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def publish(bus: JetStreamBus, topic: str, n: int) -> None:
+    """Publish as the outbox does: retry while the bus is (re)connecting."""
+    for _ in range(100):
+        try:
+            await bus.publish(
+                f"events.test.{topic}.Counted", str(n).encode(), msg_id=f"{topic}:{n}"
+            )
+            return
+        except BusUnavailable:
+            await asyncio.sleep(0.2)
+    raise AssertionError("NATS never came back")
+
+
+async def test_consumer_survives_a_nats_restart(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path)
+    server.start()
+    bus = JetStreamBus(PlatformSettings(jwt_secret=SECRET, nats_url=server.url), name="c")
+    seen: set[int] = set()
+
+    async def handler(message: Msg) -> None:
+        seen.add(int(message.data))
+
+    topic = uuid.uuid4().hex
+    consumer = PullConsumer(
+        bus,
+        stream="EVENTS",
+        durable="test-counter",
+        subject=f"events.test.{topic}.>",
+        handler=handler,
+    )
+    consumer.start()
+    bus.start()
+    try:
+        await bus.wait_ready(timeout=10)
+        for n in range(5):
+            await publish(bus, topic, n)
+        await wait_until(lambda: seen == set(range(5)))
+
+        server.stop()
+        server.start()  # same store: the stream and the durable consumer's position survive
+        for n in range(5, 10):
+            await publish(bus, topic, n)
+        await wait_until(lambda: seen == set(range(10)))
+
+        server.stop()
+        shutil.rmtree(tmp_path / "nats")  # a new server that lost the stream and the consumer
+        server.start()
+        for n in range(10, 15):
+            await publish(bus, topic, n)
+        await wait_until(lambda: seen == set(range(15)))
+    finally:
+        await consumer.stop()
+        await bus.close()
+        server.stop()
+
+
+async def test_a_failed_message_is_redelivered(nats_server: NatsServer) -> None:
+    bus = JetStreamBus(PlatformSettings(jwt_secret=SECRET, nats_url=nats_server.url), name="r")
+    attempts: list[int] = []
+
+    async def flaky(message: Msg) -> None:
+        attempts.append(int(message.data))
+        if len(attempts) == 1:
+            raise RuntimeError("first delivery fails")
+
+    topic = uuid.uuid4().hex
+    consumer = PullConsumer(
+        bus,
+        stream="EVENTS",
+        durable=f"flaky-{topic}",
+        subject=f"events.test.{topic}.>",
+        handler=flaky,
+        retry_delay_s=0.1,
+    )
+    consumer.start()
+    bus.start()
+    try:
+        await bus.wait_ready(timeout=10)
+        await publish(bus, topic, 7)
+        await wait_until(lambda: len(attempts) >= 2)
+        assert attempts[:2] == [7, 7]
+    finally:
+        await consumer.stop()
+        await bus.close()

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from shared.security.tokens import InvalidToken, TokenService
+from shared.settings import PlatformSettings
+
+SECRET = "s" * 64
+
+
+def service(**overrides: object) -> TokenService:
+    return TokenService(PlatformSettings(jwt_secret=SECRET, **overrides))  # type: ignore[arg-type]
+
+
+def test_round_trip_carries_user_and_role() -> None:
+    user_id = uuid.uuid4()
+    principal = service().verify(service().issue(user_id, "admin"))
+    assert principal.user_id == user_id
+    assert principal.is_admin
+    claims = jwt.decode(
+        service().issue(user_id, "user"), SECRET, algorithms=["HS256"], issuer="agentflow"
+    )
+    assert {"sub", "role", "exp", "iat", "jti", "iss"} <= claims.keys()
+
+
+def test_each_token_has_its_own_id() -> None:
+    user_id = uuid.uuid4()
+    a, b = (
+        service().verify(service().issue(user_id, "user")),
+        service().verify(service().issue(user_id, "user")),
+    )
+    assert a.token_id != b.token_id
+
+
+def test_expired_token_is_refused() -> None:
+    old = datetime.now(UTC) - timedelta(days=3)
+    token = service(jwt_ttl_minutes=60).issue(uuid.uuid4(), "user", now=old)
+    with pytest.raises(InvalidToken):
+        service().verify(token)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"role": "user"},  # no sub
+        {"sub": "not-a-uuid", "role": "user"},
+        {"sub": str(uuid.uuid4()), "role": "superuser"},
+        {"sub": str(uuid.uuid4())},  # no role
+    ],
+)
+def test_malformed_claims_are_refused(claims: dict[str, str]) -> None:
+    now = int(datetime.now(UTC).timestamp())
+    full = {"iat": now, "exp": now + 600, "jti": "j", "iss": "agentflow", **claims}
+    with pytest.raises(InvalidToken):
+        service().verify(jwt.encode(full, SECRET, algorithm="HS256"))
+
+
+def test_other_issuer_secret_or_algorithm_is_refused() -> None:
+    user_id = uuid.uuid4()
+    with pytest.raises(InvalidToken):
+        service().verify(service(jwt_issuer="someone-else").issue(user_id, "user"))
+    other = TokenService(PlatformSettings(jwt_secret="o" * 64))
+    with pytest.raises(InvalidToken):
+        service().verify(other.issue(user_id, "user"))
+    with pytest.raises(InvalidToken):
+        service().verify(service(jwt_algorithm="HS512").issue(user_id, "user"))
+
+
+def test_unsigned_token_is_refused() -> None:
+    now = int(datetime.now(UTC).timestamp())
+    claims = {
+        "sub": str(uuid.uuid4()),
+        "role": "admin",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j",
+        "iss": "agentflow",
+    }
+    unsigned = jwt.encode(claims, key=None, algorithm="none")
+    with pytest.raises(InvalidToken):
+        service().verify(unsigned)
