@@ -46,3 +46,15 @@ def pick_language(accept_language: str | None) -> Language:
         if best is None or score > best[0]:
             best = (score, "en" if primary == "en" else "zh")
     return best[1] if best else DEFAULT_LANGUAGE
+
+
+class LocalizedError(Exception):
+    """An error whose text the caller renders in the reader's language."""
+
+    def __init__(self, message: Message, **params: Any) -> None:
+        self.message = message
+        self.params = params
+        super().__init__(message.render("en", **params))
+
+    def render(self, language: Language) -> str:
+        return self.message.render(language, **self.params)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.net.outbound import OutboundPolicy
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105 - the refused default
 
@@ -61,6 +63,20 @@ class PlatformSettings(BaseSettings):
     postgres_pool_size: int = Field(default=5, ge=1)
     # Schemas are `<prefix><service>`: several platforms (or test runs) can share one database.
     postgres_schema_prefix: str = Field(default="", pattern=r"^[a-z0-9_]*$", max_length=30)
+
+    # Private networks that workflows may reach anyway (HTTP tools, custom LLM base URLs), as a
+    # JSON list: '["10.0.0.0/8", "127.0.0.1/32"]'. Empty: public addresses only (SSRF guard).
+    outbound_allow_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("outbound_allow_networks")
+    @classmethod
+    def _networks_parse(cls, networks: list[str]) -> list[str]:
+        OutboundPolicy.from_strings(networks)  # ValueError names the bad entry
+        return networks
+
+    def outbound_policy(self) -> OutboundPolicy:
+        """The outbound guard's policy for requests to user-supplied URLs."""
+        return OutboundPolicy.from_strings(self.outbound_allow_networks)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> PlatformSettings:

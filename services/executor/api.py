@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import httpx
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Body, Depends, Query, Request, status
 
 from services.executor import messages
 from services.executor.application import ExecutionNotFound, ExecutorApplication
@@ -126,16 +126,17 @@ STARTS = error_responses(401, 404, 422, 503)
 )
 async def execute_workflow(
     workflow_id: UUID,
-    body: ExecuteIn,
     request: Request,
     principal: CurrentPrincipal,
     executor: Executor,
     orchestrator: Orchestration,
     language: RequestLanguage,
+    body: Annotated[ExecuteIn | None, Body()] = None,
 ) -> ExecutionCreated:
     """Run the workflow's current version; answers at once, the run goes on in the background."""
+    input_data = body.input_data if body is not None else {}
     return await _start(
-        request, workflow_id, body.input_data, principal, executor, orchestrator, language
+        request, workflow_id, input_data, principal, executor, orchestrator, language
     )
 
 

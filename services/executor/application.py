@@ -35,7 +35,10 @@ class LogLine:
 
 class ExecutorApplication(EventSourcedApplication):
     def __init__(self, settings: ExecutorSettings, env: dict[str, str] | None = None) -> None:
-        super().__init__(settings, env)
+        # Every node result changes a running execution: keep running ones in memory and
+        # read only their new events (fast-forward), instead of replaying whole histories.
+        cache = {"AGGREGATE_CACHE_MAXSIZE": "2000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
+        super().__init__(settings, {**cache, **(env or {})})
 
     def create(
         self,

@@ -82,6 +82,29 @@ class Execution(Aggregate):
         self._node_failed(run_key, attempt, error, duration_ms, final)
         return True
 
+    def record_iteration_started(self, run_key: str, index: int) -> bool:
+        state = self._loop_state(run_key)
+        if state is None or index < state["next"] or index >= state["count"]:
+            return False
+        self._iteration_started(run_key, index)
+        return True
+
+    def record_iteration_finished(
+        self, run_key: str, index: int, ok: bool, result: Any, error: str | None
+    ) -> bool:
+        state = self._loop_state(run_key)
+        if state is None or index not in state["running"]:
+            return False
+        self._iteration_finished(run_key, index, ok, result, error)
+        return True
+
+    def _loop_state(self, run_key: str) -> dict[str, Any] | None:
+        node = self.nodes.get(run_key)
+        if self.status in FINAL_STATUSES or node is None or node["status"] != "running":
+            return None
+        state: dict[str, Any] | None = node.get("loop")
+        return state
+
     def record_node_skipped(self, run_key: str, node_id: str, node_type: str, reason: str) -> bool:
         if self.status in FINAL_STATUSES or run_key in self.nodes:
             return False
@@ -136,7 +159,29 @@ class Execution(Aggregate):
             "error": None,
             "duration_ms": None,
         }
+        if node_type == "loop":
+            count = len(inputs.get("items") or [])
+            self.nodes[run_key]["loop"] = {
+                "count": count, "next": 0, "running": [], "results": {}, "errors": {}
+            }  # fmt: skip
         self.current_node = node_id
+
+    @event("IterationStarted")
+    def _iteration_started(self, run_key: str, index: int) -> None:
+        state = self.nodes[run_key]["loop"]
+        state["next"] = max(state["next"], index + 1)
+        state["running"].append(index)
+
+    @event("IterationFinished")
+    def _iteration_finished(
+        self, run_key: str, index: int, ok: bool, result: Any, error: str | None
+    ) -> None:
+        state = self.nodes[run_key]["loop"]
+        state["running"].remove(index)
+        if ok:
+            state["results"][index] = result
+        else:
+            state["errors"][index] = error
 
     @event("NodeCompleted")
     def _node_completed(
@@ -194,12 +239,25 @@ class Execution(Aggregate):
     @event("Resumed")
     def _resumed(self, by: str) -> None:
         for run_key, node in list(self.nodes.items()):
-            if node["status"] == "failed":
+            if node["status"] == "failed" and node["node_type"] == "loop":
+                self._resume_loop(run_key, node)
+            elif node["status"] == "failed":
                 node["status"] = "retrying"
             elif node["status"] == "skipped":
                 del self.nodes[run_key]
         self.status = "running"
         self.error = None
+
+    def _resume_loop(self, run_key: str, node: dict[str, Any]) -> None:
+        """A failed loop runs its failed iterations again (their failed nodes get a next
+        attempt); one that failed before it had items is started afresh."""
+        if "items" not in (node["inputs"] or {}):
+            del self.nodes[run_key]
+            return
+        state = node["loop"]
+        state["running"].extend(sorted(state["errors"]))
+        state["errors"] = {}
+        node.update(status="running", error=None)
 
     @event("Cancelled")
     def _cancelled(self, by: str) -> None:

@@ -17,13 +17,16 @@ _TYPES = {
     "Execution.Failed": "ExecutionFailed",
     "Execution.Cancelled": "ExecutionCancelled",
     "Execution.Resumed": "ExecutionResumed",
+    "Execution.LogRecorded": "ExecutionLogRecorded",
+    "Execution.IterationStarted": "IterationStarted",
+    "Execution.IterationFinished": "IterationFinished",
 }
 
 
 def to_integration_event(domain_event: Any) -> IntegrationEvent | None:
     kind = _TYPES.get(type(domain_event).__qualname__)
     if kind is None:
-        return None  # log lines stay in the store; the logs API serves them
+        return None
     data: dict[str, Any] = {"execution_id": str(domain_event.originator_id)}
     if kind == "ExecutionCreated":
         data.update(
@@ -38,4 +41,10 @@ def to_integration_event(domain_event: Any) -> IntegrationEvent | None:
         data.update(error=domain_event.error, final=domain_event.final)
     if kind == "ExecutionFailed":
         data["error"] = domain_event.error
+    if kind == "ExecutionLogRecorded":
+        data.update(level=domain_event.level, message=domain_event.message)
+    if kind.startswith("Iteration"):
+        data["index"] = domain_event.index
+    if kind == "IterationFinished":
+        data.update(ok=domain_event.ok, error=domain_event.error)
     return IntegrationEvent(type=kind, aggregate="execution", data=data)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.i18n import Message
+from shared.workflow.references import LoopFrame, RuntimeContext
 
 EXECUTION_NOT_FOUND = Message("执行记录不存在", "Execution not found")
 NOT_RESUMABLE = Message(
@@ -28,6 +29,16 @@ NOT_SUPPORTED_YET = Message(
 )
 
 
+class LoopFrameIn(BaseModel):
+    """One enclosing loop's current iteration, as a node inside its body sees it."""
+
+    loop_id: str
+    item_variable: str
+    item: Any
+    index: int
+    count: int
+
+
 class NodeRunCommand(BaseModel):
     """`cmd.node.run`: everything a stateless worker needs to run one node attempt."""
 
@@ -41,11 +52,24 @@ class NodeRunCommand(BaseModel):
     node_types: dict[str, str]
     records: dict[str, Any]  # output records of the nodes upstream of this one
     upstream: list[str]
+    loops: list[LoopFrameIn] = Field(default_factory=list)  # outermost first
     language: str = "zh"
 
     @property
     def msg_id(self) -> str:
         return f"{self.execution_id}:{self.run_key}:{self.attempt}"
+
+    def context(self) -> RuntimeContext:
+        """What the node's templates may read."""
+        return RuntimeContext(
+            input_data=self.input_data,
+            node_types=self.node_types,
+            records=self.records,
+            upstream=tuple(self.upstream),
+            loops=tuple(
+                LoopFrame(f.loop_id, f.item_variable, f.item, f.index, f.count) for f in self.loops
+            ),
+        )
 
 
 class NodeRunResult(BaseModel):

@@ -26,6 +26,12 @@ class ExecutionCreated(BaseModel):
     task_id: str = Field(description="The id to follow the run by (the execution id).")
 
 
+class LoopProgressOut(BaseModel):
+    count: int = Field(description="Items to iterate.")
+    next: int = Field(description="Iterations started so far.")
+    running: list[int] = Field(description="Indexes of the iterations running now.")
+
+
 class NodeRunOut(BaseModel):
     node_id: str
     node_type: str
@@ -36,6 +42,7 @@ class NodeRunOut(BaseModel):
     branch: str | None = None
     error: str | None = None
     duration_ms: int | None = None
+    loop: LoopProgressOut | None = Field(default=None, description="Loop nodes: iterations.")
 
 
 class ExecutionOut(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from shared.settings import ServiceSettings, service_port_field
 
 
@@ -12,3 +14,13 @@ class ExecutorSettings(ServiceSettings):
 
     port: int = service_port_field(8103, "executor")
     workflows_url: str = "http://127.0.0.1:8102"
+
+    # Workers. A node still running after `node_ack_wait_s` without a heartbeat is presumed
+    # lost with its worker and is delivered to another; heartbeats go every third of it.
+    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    node_ack_wait_s: float = Field(default=30.0, ge=1.0, le=3600.0)
+    node_max_deliveries: int = Field(default=5, ge=1, le=100)
+    # Model calls: retries inside one attempt on 429/5xx/timeouts, with exponential backoff.
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_backoff_s: float = Field(default=0.5, ge=0.0, le=60.0)
+    llm_max_backoff_s: float = Field(default=8.0, ge=0.0, le=300.0)

@@ -1,69 +1,63 @@
 """A stateless node runner: pulls `cmd.node.run`, runs the node, publishes the result, acks.
 
 Killed mid-run, it loses nothing: the unacked command is redelivered to another worker and
-the result carries the same message id, so the orchestrator applies it once.
+the result carries the same message id, so the orchestrator applies it once. While a node
+runs, the worker tells JetStream it is still working (`in_progress`) so a long LLM call is
+not handed to a second worker. A command delivered `node_max_deliveries` times without a
+result (every worker that took it died) fails its node instead of circling forever.
 `python -m services.executor.worker` runs one; scale by running more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import os
 import signal
 import time
 
+import httpx
 from nats.aio.msg import Msg
+from pydantic import ValidationError as PydanticValidationError
 
+from services.executor.llm.client import ChatClient
 from services.executor.messages import NOT_SUPPORTED_YET, NodeRunCommand, NodeRunResult
-from services.executor.runners.builtin import BUILTIN_RUNNERS, NodeRunError, run_builtin
+from services.executor.runners.agent import run_agent
+from services.executor.runners.builtin import (
+    BAD_CONFIG,
+    BUILTIN_RUNNERS,
+    NodeResult,
+    NodeRunError,
+    run_builtin,
+)
+from services.executor.runners.context import ChunkSink, NodeServices
+from services.executor.runners.llm import run_llm
 from services.executor.settings import ExecutorSettings
-from shared.bus.client import JetStreamBus, OutgoingMessage
+from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.consumer import PullConsumer
 from shared.bus.streams import NODE_RUN_SUBJECT, NODE_RUNS_STREAM, node_result_subject
-from shared.i18n import Language
+from shared.i18n import Language, Message
 from shared.logging import configure_logging
-from shared.workflow.nodes import parse_node_data
-from shared.workflow.references import RuntimeContext
+from shared.workflow.nodes import AgentData, LLMData, parse_node_data
 
 log = logging.getLogger("agentflow.worker")
 
 WORKERS_DURABLE = "node-workers"
+_GAVE_UP = Message(
+    "节点已投递 {n} 次,每个接手的执行器都在完成前退出了",
+    "the node was delivered {n} times and every worker that took it stopped before finishing",
+)
+_INTERNAL = Message(
+    "执行节点时发生内部错误({kind})", "internal error while running the node ({kind})"
+)
+_TIMED_OUT = Message("{seconds} 秒后超时", "timed out after {seconds}s")
 
 
-def run_command(command: NodeRunCommand) -> NodeRunResult:
-    """Run one node attempt; every failure becomes a result, never an exception."""
-    started = time.perf_counter()
-    language: Language = "en" if command.language == "en" else "zh"
-    context = RuntimeContext(
-        input_data=command.input_data,
-        node_types=command.node_types,
-        records=command.records,
-        upstream=tuple(command.upstream),
-    )
-    try:
-        if command.node_type not in BUILTIN_RUNNERS:
-            raise NodeRunError(NOT_SUPPORTED_YET, type=command.node_type)
-        result = run_builtin(command.node_type, command.data, context)
-    except NodeRunError as exc:
-        return NodeRunResult(
-            execution_id=command.execution_id,
-            run_key=command.run_key,
-            attempt=command.attempt,
-            ok=False,
-            error=exc.render(language),
-            retryable=exc.retryable,
-            duration_ms=_ms(started),
-        )
-    return NodeRunResult(
-        execution_id=command.execution_id,
-        run_key=command.run_key,
-        attempt=command.attempt,
-        ok=True,
-        output=result.output,
-        branch=result.branch,
-        duration_ms=_ms(started),
-        logs=list(result.logs),
-    )
+def live_subject(execution_id: str) -> str:
+    """Core NATS (not stored): text chunks for the execution's WebSocket viewers."""
+    return f"live.execution.{execution_id}"
 
 
 def node_timeout(command: NodeRunCommand) -> float:
@@ -74,32 +68,37 @@ def node_timeout(command: NodeRunCommand) -> float:
 
 
 class Worker:
-    def __init__(self, bus: JetStreamBus) -> None:
+    def __init__(
+        self, bus: JetStreamBus, settings: ExecutorSettings, services: NodeServices
+    ) -> None:
         self._bus = bus
+        self._settings = settings
+        self._services = services
         self.consumer = PullConsumer(
             bus,
             stream=NODE_RUNS_STREAM,
             durable=WORKERS_DURABLE,
             subject=NODE_RUN_SUBJECT,
             handler=self.handle,
-            batch=4,
+            batch=8,
+            ack_wait_s=settings.node_ack_wait_s,
+            concurrency=settings.worker_concurrency,
         )
 
     async def handle(self, message: Msg) -> None:
         command = NodeRunCommand.model_validate_json(message.data)
-        timeout = node_timeout(command)
-        try:
-            result = await asyncio.wait_for(asyncio.to_thread(run_command, command), timeout)
-        except TimeoutError:
-            result = NodeRunResult(
-                execution_id=command.execution_id,
-                run_key=command.run_key,
-                attempt=command.attempt,
-                ok=False,
-                error=f"timed out after {timeout:g}s",
-                retryable=True,
-                duration_ms=int(timeout * 1000),
+        deliveries = message.metadata.num_delivered or 1
+        if deliveries > self._settings.node_max_deliveries:
+            log.warning("giving up on %s after %d deliveries", command.msg_id, deliveries - 1)
+            result = self._failure(
+                command, _GAVE_UP.render(self._language(command), n=deliveries - 1), 0
             )
+        else:
+            heartbeat = asyncio.create_task(self._heartbeat(message))
+            try:
+                result = await self.run(command)
+            finally:
+                heartbeat.cancel()
         # Publish before the ack (the consumer acks when this returns): a crash in between
         # re-runs the node and re-publishes a result that JetStream deduplicates.
         await self._bus.publish_batch(
@@ -112,6 +111,104 @@ class Worker:
             ]
         )
 
+    async def _heartbeat(self, message: Msg) -> None:
+        interval = self._settings.node_ack_wait_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await message.in_progress()
+
+    async def run(self, command: NodeRunCommand) -> NodeRunResult:
+        """Run one node attempt; every failure becomes a result, never an exception."""
+        started = time.perf_counter()
+        language = self._language(command)
+        timeout = node_timeout(command)
+        try:
+            result = await asyncio.wait_for(self._execute(command, language), timeout)
+        except TimeoutError:
+            text = _TIMED_OUT.render(language, seconds=f"{timeout:g}")
+            return self._failure(command, text, _ms(started), retryable=True)
+        except NodeRunError as exc:
+            return self._failure(
+                command, exc.render(language), _ms(started), exc.retryable, exc.logs
+            )
+        except Exception as exc:
+            log.exception("node %s failed unexpectedly", command.msg_id)
+            text = _INTERNAL.render(language, kind=type(exc).__name__)
+            return self._failure(command, text, _ms(started))
+        return NodeRunResult(
+            execution_id=command.execution_id,
+            run_key=command.run_key,
+            attempt=command.attempt,
+            ok=True,
+            output=result.output,
+            branch=result.branch,
+            duration_ms=_ms(started),
+            logs=list(result.logs),
+        )
+
+    async def _execute(self, command: NodeRunCommand, language: Language) -> NodeResult:
+        context = command.context()
+        if command.node_type in BUILTIN_RUNNERS:
+            # In a thread: a slow regex or a huge template must not stall other nodes.
+            return await asyncio.to_thread(run_builtin, command.node_type, command.data, context)
+        try:
+            config = parse_node_data(command.node_type, command.data)
+        except PydanticValidationError as exc:
+            raise NodeRunError(BAD_CONFIG, detail=str(exc.errors()[0]["msg"])) from exc
+        emit = self._chunk_sink(command)
+        if isinstance(config, LLMData):
+            return await run_llm(config, context, self._services, emit)
+        if isinstance(config, AgentData):
+            return await run_agent(config, context, self._services, emit, language)
+        raise NodeRunError(NOT_SUPPORTED_YET, type=command.node_type)
+
+    def _chunk_sink(self, command: NodeRunCommand) -> ChunkSink:
+        subject = live_subject(command.execution_id)
+        sequence = 0
+
+        async def emit(text: str) -> None:
+            nonlocal sequence
+            sequence += 1
+            message = {
+                "type": "llm_chunk",
+                "data": {
+                    "node_id": command.node_id,
+                    "run_key": command.run_key,
+                    "attempt": command.attempt,
+                    "seq": sequence,
+                    "text": text,
+                },
+            }
+            # Best effort: a viewer missing a chunk still gets the whole text with the result.
+            with contextlib.suppress(BusUnavailable, Exception):
+                await self._bus.nc.publish(subject, json.dumps(message).encode())
+
+        return emit
+
+    @staticmethod
+    def _language(command: NodeRunCommand) -> Language:
+        return "en" if command.language == "en" else "zh"
+
+    @staticmethod
+    def _failure(
+        command: NodeRunCommand,
+        error: str,
+        duration_ms: int,
+        retryable: bool = False,
+        logs: object = (),
+    ) -> NodeRunResult:
+        return NodeRunResult(
+            execution_id=command.execution_id,
+            run_key=command.run_key,
+            attempt=command.attempt,
+            ok=False,
+            error=error,
+            retryable=retryable,
+            duration_ms=duration_ms,
+            logs=list(logs) if isinstance(logs, list | tuple) else [],
+        )
+
 
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
@@ -121,17 +218,27 @@ async def main() -> None:
     settings = ExecutorSettings()
     configure_logging(settings, service="worker")
     bus = JetStreamBus(settings, name="agentflow-worker")
-    worker = Worker(bus)
-    worker.consumer.start()
-    bus.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("worker started; waiting for node runs")
-    await stop.wait()
-    await worker.consumer.stop()
-    await bus.close()
+    async with httpx.AsyncClient(follow_redirects=False) as http:
+        chat = ChatClient(
+            http,
+            max_retries=settings.llm_max_retries,
+            backoff_s=settings.llm_backoff_s,
+            max_backoff_s=settings.llm_max_backoff_s,
+        )
+        services = NodeServices(
+            http=http, chat=chat, outbound=settings.outbound_policy(), environ=dict(os.environ)
+        )
+        worker = Worker(bus, settings, services)
+        worker.consumer.start()
+        bus.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("worker started; waiting for node runs")
+        await stop.wait()
+        await worker.consumer.stop()
+        await bus.close()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,13 @@ _MESSAGE_TYPES = {
     "NodeFailed": "node_failed",
     "NodeSkipped": "node_skipped",
 }
+# Passed on as they come, with no fresh status after them (they change no status).
+_NEWS_TYPES = {
+    "ExecutionLogRecorded": "log",
+    "IterationStarted": "iteration_started",
+    "IterationFinished": "iteration_finished",
+}
+LIVE_ONLY = frozenset({"llm_chunk"})  # core NATS `live.execution.<id>`, never stored
 
 
 async def execution_socket(
@@ -60,6 +67,7 @@ async def execution_socket(
 
     try:
         subscription = await bus.nc.subscribe(f"events.execution.{execution_id}.>", cb=on_event)
+        chunks = await bus.nc.subscribe(f"live.execution.{execution_id}", cb=on_event)
     except (BusUnavailable, ValueError):
         await websocket.close(code=1013, reason="live updates unavailable")
         return
@@ -83,6 +91,8 @@ async def execution_socket(
     finally:
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
+        with contextlib.suppress(Exception):
+            await chunks.unsubscribe()
 
 
 async def _follow(
@@ -106,6 +116,12 @@ async def _follow(
                 break
             continue
         kind = envelope.get("type", "")
+        if kind in LIVE_ONLY:
+            await websocket.send_json(envelope)
+            continue
+        if kind in _NEWS_TYPES:
+            await websocket.send_json({"type": _NEWS_TYPES[kind], "data": envelope["data"]})
+            continue
         if kind in _MESSAGE_TYPES:
             await websocket.send_json({"type": _MESSAGE_TYPES[kind], "data": envelope["data"]})
         if kind in _MESSAGE_TYPES or kind in _FINAL:

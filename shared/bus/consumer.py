@@ -38,6 +38,7 @@ class PullConsumer:
         ack_wait_s: float = 30.0,
         max_deliver: int = -1,
         retry_delay_s: float = 1.0,
+        concurrency: int = 1,
     ) -> None:
         self._bus = bus
         self._stream = stream
@@ -46,6 +47,11 @@ class PullConsumer:
         self._handler = handler
         self._batch = batch
         self._retry_delay_s = retry_delay_s
+        # Messages handled at once; a message is fetched only when a slot is free, so none
+        # waits in this process while its ack timer runs.
+        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._config = ConsumerConfig(
             durable_name=durable,
             filter_subject=subject,
@@ -63,6 +69,8 @@ class PullConsumer:
     async def stop(self) -> None:
         self._stopped = True
         await self._cancel_loop()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _rebuild(self, js: JetStreamContext) -> None:
         if self._stopped:
@@ -86,20 +94,54 @@ class PullConsumer:
     async def _fetch_loop(self, subscription: JetStreamContext.PullSubscription) -> None:
         try:
             while True:
+                if self._concurrency == 1:
+                    for message in await self._fetch(subscription, self._batch):
+                        await self._handle(message)
+                    continue
+                free = await self._acquire_slots()
                 try:
-                    messages = await subscription.fetch(self._batch, timeout=1.0)
-                except (NatsTimeout, TimeoutError):  # nats-py raises either when idle
-                    continue
-                except Exception as exc:
-                    # Disconnected or the consumer vanished; the next connect rebuilds us.
-                    log.debug("fetch on %s failed: %r", self._durable, exc)
-                    await asyncio.sleep(0.5)
-                    continue
+                    messages = await self._fetch(subscription, free)
+                except BaseException:
+                    for _ in range(free):
+                        self._slots.release()
+                    raise
+                for _ in range(free - len(messages)):
+                    self._slots.release()
                 for message in messages:
-                    await self._handle(message)
+                    task = asyncio.create_task(self._handle_in_slot(message))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+    async def _acquire_slots(self) -> int:
+        """Wait for one free slot, then take every other free one (up to a batch)."""
+        await self._slots.acquire()
+        free = 1
+        while free < min(self._batch, self._concurrency) and not self._slots.locked():
+            await self._slots.acquire()
+            free += 1
+        return free
+
+    async def _fetch(
+        self, subscription: JetStreamContext.PullSubscription, count: int
+    ) -> list[Msg]:
+        try:
+            return await subscription.fetch(count, timeout=1.0)
+        except (NatsTimeout, TimeoutError):  # nats-py raises either when idle
+            return []
+        except Exception as exc:
+            # Disconnected or the consumer vanished; the next connect rebuilds us.
+            log.debug("fetch on %s failed: %r", self._durable, exc)
+            await asyncio.sleep(0.5)
+            return []
+
+    async def _handle_in_slot(self, message: Msg) -> None:
+        try:
+            await self._handle(message)
+        finally:
+            self._slots.release()
 
     async def _handle(self, message: Msg) -> None:
         try:

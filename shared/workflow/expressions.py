@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from simpleeval import EvalWithCompoundTypes, safe_add, safe_mult
 
-from shared.i18n import Language, Message
+from shared.i18n import LocalizedError, Message
 from shared.workflow.templates import Reference, to_text
 
 MAX_EXPRESSION_LENGTH: Final = 2000
@@ -35,16 +35,8 @@ _LITERALS: Final[dict[str, Any]] = {"true": True, "false": False, "null": None}
 _FALSY_TEXT: Final = frozenset({"", "false", "0", "no", "off", "null", "none"})
 
 
-class ExpressionError(ValueError):
+class ExpressionError(LocalizedError, ValueError):
     """An expression that does not compile, or failed while evaluating; localized."""
-
-    def __init__(self, message: Message, **params: Any) -> None:
-        self.message = message
-        self.params = params
-        super().__init__(message.render("en", **params))
-
-    def render(self, language: Language) -> str:
-        return self.message.render(language, **self.params)
 
 
 _SYNTAX = Message("语法错误:{detail}", "syntax error: {detail}")

@@ -9,13 +9,37 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BACKENDS
+from tests.support.fake_llm import FakeLLM
 from tests.support.stack import Stack
 from tests.support.stores import store_env
+
+LLM_KEY = "sk-test-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def fake_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeLLM]:
+    """The one honest fake: a local server speaking OpenAI's chat-completions protocol."""
+    server = FakeLLM(tmp_path_factory.mktemp("fake-llm"), api_key=LLM_KEY)
+    server.start()
+    yield server
+    server.stop()
+
+
+def platform_env(fake_llm: FakeLLM) -> dict[str, str]:
+    """deepseek (the seed's provider) answered by the fake; loopback allowed for the agent's
+    HTTP tool, whose test server runs here. openai stays unconfigured, on purpose."""
+    return {
+        "DEEPSEEK_API_KEY": LLM_KEY,
+        "DEEPSEEK_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": "",
+        "AGENTFLOW_OUTBOUND_ALLOW_NETWORKS": '["127.0.0.1/32"]',
+        "AGENTFLOW_LLM_BACKOFF_S": "0.05",
+    }
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM
 ) -> Iterator[Stack]:
     """One running platform per test module and backend, for tests that only add data."""
     backend = str(request.param)
@@ -25,18 +49,21 @@ def stack(
         env = store_env("postgres", str(workdir / "data"), dbname, f"m{uuid.uuid4().hex[:10]}_")
     else:
         env = store_env("sqlite", str(workdir / "data"), None)
-    running = Stack(workdir, env).start()
+    running = Stack(workdir, env, platform_env(fake_llm)).start()
     yield running
     running.stop()
 
 
 @pytest.fixture
-def fresh_stack(store: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+def fresh_stack(
+    store: dict[str, str], tmp_path: Path, fake_llm: FakeLLM
+) -> Iterator[Callable[..., Stack]]:
     """A platform of the test's own, for tests that kill or restart parts of it."""
     made: list[Stack] = []
 
     def make(extra_env: dict[str, str] | None = None) -> Stack:
-        created = Stack(tmp_path / f"stack{len(made)}", store, extra_env)
+        env = {**platform_env(fake_llm), **(extra_env or {})}
+        created = Stack(tmp_path / f"stack{len(made)}", store, env)
         made.append(created)
         return created
 

@@ -109,3 +109,47 @@ async def test_a_failed_message_is_redelivered(nats_server: NatsServer) -> None:
     finally:
         await consumer.stop()
         await bus.close()
+
+
+async def test_a_concurrent_consumer_handles_up_to_its_limit_at_once(
+    nats_server: NatsServer,
+) -> None:
+    bus = JetStreamBus(PlatformSettings(jwt_secret=SECRET, nats_url=nats_server.url), name="p")
+    running: set[int] = set()
+    most = 0
+    done: set[int] = set()
+    release = asyncio.Event()
+
+    async def slow(message: Msg) -> None:
+        nonlocal most
+        n = int(message.data)
+        running.add(n)
+        most = max(most, len(running))
+        await release.wait()
+        running.discard(n)
+        done.add(n)
+
+    topic = uuid.uuid4().hex
+    consumer = PullConsumer(
+        bus,
+        stream="EVENTS",
+        durable=f"wide-{topic}",
+        subject=f"events.test.{topic}.>",
+        handler=slow,
+        concurrency=3,
+    )
+    consumer.start()
+    bus.start()
+    try:
+        await bus.wait_ready(timeout=10)
+        for n in range(7):
+            await publish(bus, topic, n)
+        await wait_until(lambda: len(running) == 3)
+        await asyncio.sleep(0.3)  # no fourth message is taken while three are in hand
+        assert (len(running), most) == (3, 3)
+        release.set()
+        await wait_until(lambda: done == set(range(7)))
+        assert most == 3
+    finally:
+        await consumer.stop()
+        await bus.close()

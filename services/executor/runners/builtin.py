@@ -13,7 +13,7 @@ from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from shared.i18n import Language, Message
+from shared.i18n import LocalizedError, Message
 from shared.workflow.expressions import ExpressionError, compile_condition
 from shared.workflow.inputs import InputDataError, apply_input_fields
 from shared.workflow.model import HANDLE_FALSE, HANDLE_TRUE
@@ -29,24 +29,27 @@ from shared.workflow.outputs import as_output_data
 from shared.workflow.references import RuntimeContext
 from shared.workflow.templates import render_value
 
-_BAD_CONFIG = Message("节点配置无效:{detail}", "invalid node configuration: {detail}")
+BAD_CONFIG = Message("节点配置无效:{detail}", "invalid node configuration: {detail}")
 _JMESPATH = Message("JMESPath 求值失败:{detail}", "JMESPath evaluation failed: {detail}")
 _CONDITION = Message("条件求值失败:{detail}", "condition evaluation failed: {detail}")
 _NOT_BUILTIN = Message("节点类型 {type} 不由内置执行器运行", "node type {type} is not built in")
 
 
-class NodeRunError(Exception):
+class NodeRunError(LocalizedError):
     """A node failed. `retryable` failures (timeouts, 429/5xx) are worth another attempt;
     the ones here are deterministic, so a retry would fail the same way."""
 
-    def __init__(self, message: Message, *, retryable: bool = False, **params: Any) -> None:
-        self.message = message
-        self.params = params
+    def __init__(
+        self,
+        message: Message,
+        *,
+        retryable: bool = False,
+        logs: Sequence[tuple[str, str]] = (),
+        **params: Any,
+    ) -> None:
+        super().__init__(message, **params)
         self.retryable = retryable
-        super().__init__(message.render("en", **params))
-
-    def render(self, language: Language) -> str:
-        return self.message.render(language, **self.params)
+        self.logs = logs  # what the node did before it failed (an agent's tool calls)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def run_builtin(node_type: str, data: dict[str, Any], context: RuntimeContext) -
     try:
         config = parse_node_data(node_type, data)
     except PydanticValidationError as exc:
-        raise NodeRunError(_BAD_CONFIG, detail=str(exc.errors()[0]["msg"])) from exc
+        raise NodeRunError(BAD_CONFIG, detail=str(exc.errors()[0]["msg"])) from exc
     return runner(config, context)
 
 

@@ -1,0 +1,117 @@
+"""The agent node: a model that calls tools (function calling) until it answers.
+
+Each model call may ask for tools; their results go back as `tool` messages and the model is
+asked again, at most `max_iterations` times. The trace of calls is the record's `tool_calls`
+and one log line each. Tool failures are answers to the model (it may correct itself), not
+node failures; only the model call itself failing, or no answer in time, fails the node.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.executor.llm.client import LLMError
+from services.executor.runners.builtin import NodeResult, NodeRunError
+from services.executor.runners.context import ChunkSink, NodeServices
+from services.executor.runners.llm import as_node_error, endpoint_for, first_messages, usage_log
+from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_schema
+from shared.i18n import Language, Message
+from shared.workflow.nodes import AgentData
+from shared.workflow.references import RuntimeContext
+
+_NO_ANSWER = Message(
+    "智能体在 {n} 次模型调用内没有给出答案", "the agent gave no answer within {n} model calls"
+)
+_UNKNOWN_TOOL = Message("没有名为 {name} 的工具", "there is no tool named {name}")
+_LOGGED_CHARS = 500
+
+
+def _arguments(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _LOGGED_CHARS else text[:_LOGGED_CHARS] + "…"
+
+
+async def run_agent(
+    config: AgentData,
+    context: RuntimeContext,
+    services: NodeServices,
+    emit: ChunkSink | None,
+    language: Language = "zh",
+) -> NodeResult:
+    endpoint = await endpoint_for(config, services)
+    tools = {tool.tool_name: tool for tool in config.tools}
+    schemas = [tool_schema(tool) for tool in config.tools] or None
+    tool_context = ToolContext(http=services.http, outbound=services.outbound, language=language)
+    messages = first_messages(config, context)
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    trace: list[dict[str, Any]] = []
+    logs: list[tuple[str, str]] = []
+    for iteration in range(1, config.max_iterations + 1):
+        try:
+            response = await services.chat.chat(
+                endpoint,
+                model=config.effective_model,
+                messages=messages,
+                temperature=config.temperature,
+                max_tokens=config.max_tokens,
+                tools=schemas,
+                on_chunk=emit,
+                timeout=config.timeout,
+            )
+        except LLMError as exc:
+            raise as_node_error(exc) from exc
+        for key in usage:
+            usage[key] += response.usage.get(key, 0)
+        logs.append(usage_log(config, response))
+        if not response.tool_calls:
+            record = {
+                "text": response.text,
+                "tool_calls": trace,
+                "iterations": iteration,
+                "usage": usage,
+                "model": response.model,
+            }
+            return NodeResult(record, logs=tuple(logs))
+        messages.append(
+            {
+                "role": "assistant",
+                "content": response.text or None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                    for call in response.tool_calls
+                ],
+            }
+        )
+        for call in response.tool_calls:
+            tool = tools.get(call.name)
+            if tool is None:
+                outcome = ToolOutcome(False, _UNKNOWN_TOOL.render(language, name=call.name))
+            else:
+                outcome = await call_tool(tool, call.arguments, tool_context)
+            trace.append(
+                {
+                    "tool": call.name,
+                    "arguments": _arguments(call.arguments),
+                    "result": outcome.result,
+                    "ok": outcome.ok,
+                }
+            )
+            logs.append(
+                (
+                    "info" if outcome.ok else "warn",
+                    f"tool {call.name}({_clip(call.arguments)}) → {_clip(outcome.result)}",
+                )
+            )
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.result})
+    raise NodeRunError(_NO_ANSWER, logs=logs, n=config.max_iterations)

@@ -1,0 +1,90 @@
+"""The llm node: one chat completion through an OpenAI-compatible provider.
+
+Text chunks go to the execution's viewers as they arrive (when `stream` is on); the record
+keeps the whole text, the model's token usage and why it stopped. Rate limits and server errors
+are retried inside the call, then reported as retryable so the node's retry policy applies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.executor.llm.client import ChatResponse, LLMError
+from services.executor.llm.providers import ProviderEndpoint, resolve_endpoint
+from services.executor.runners.builtin import NodeResult, NodeRunError
+from services.executor.runners.context import ChunkSink, NodeServices
+from shared.i18n import Message
+from shared.net.outbound import OutboundRefused, check_url
+from shared.workflow.nodes import LLMData, ModelNodeData
+from shared.workflow.references import RuntimeContext
+from shared.workflow.templates import render
+
+_NOT_JSON = Message(
+    "模型的回答不是 JSON 对象:{detail}", "the model's answer is not a JSON object: {detail}"
+)
+
+
+def as_node_error(exc: LLMError | OutboundRefused) -> NodeRunError:
+    retryable = isinstance(exc, LLMError) and exc.retryable
+    return NodeRunError(Message(exc.render("zh"), exc.render("en")), retryable=retryable)
+
+
+async def endpoint_for(config: ModelNodeData, services: NodeServices) -> ProviderEndpoint:
+    """The provider's endpoint; a node's own base_url must pass the outbound guard."""
+    try:
+        if config.base_url is not None:
+            await check_url(config.base_url, services.outbound)
+        return resolve_endpoint(config.provider, config.base_url, services.environ)
+    except (LLMError, OutboundRefused) as exc:
+        raise as_node_error(exc) from exc
+
+
+def first_messages(config: ModelNodeData, context: RuntimeContext) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if config.system_prompt:
+        messages.append(
+            {"role": "system", "content": render(config.system_prompt, context.resolve)}
+        )
+    messages.append({"role": "user", "content": render(config.prompt, context.resolve)})
+    return messages
+
+
+def usage_log(config: ModelNodeData, response: ChatResponse) -> tuple[str, str]:
+    tokens = response.usage.get("total_tokens", 0)
+    return ("info", f"LLM {config.provider}/{response.model}: {tokens} tokens")
+
+
+async def run_llm(
+    config: LLMData, context: RuntimeContext, services: NodeServices, emit: ChunkSink | None
+) -> NodeResult:
+    endpoint = await endpoint_for(config, services)
+    try:
+        response = await services.chat.chat(
+            endpoint,
+            model=config.effective_model,
+            messages=first_messages(config, context),
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            top_p=config.top_p,
+            json_mode=config.response_format == "json",
+            on_chunk=emit if config.stream else None,
+            timeout=config.timeout,
+        )
+    except LLMError as exc:
+        raise as_node_error(exc) from exc
+    record: dict[str, Any] = {
+        "text": response.text,
+        "model": response.model,
+        "usage": response.usage,
+        "finish_reason": response.finish_reason,
+    }
+    if config.response_format == "json":
+        try:
+            parsed = json.loads(response.text)
+        except ValueError as exc:
+            raise NodeRunError(_NOT_JSON, detail=str(exc)) from exc
+        if not isinstance(parsed, dict):
+            raise NodeRunError(_NOT_JSON, detail=type(parsed).__name__)
+        record["json"] = parsed
+    return NodeResult(record, logs=(usage_log(config, response),))
