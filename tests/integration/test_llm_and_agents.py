@@ -47,15 +47,29 @@ def requests_with(fake_llm: FakeLLM, marker: str) -> list[dict[str, Any]]:
     return [r for r in fake_llm.requests() if marker in json.dumps(r["body"], ensure_ascii=False)]
 
 
+def start_slow_run(client: httpx.Client, fake_llm: FakeLLM, delay: float) -> tuple[str, str]:
+    """Run the seed example with an LLM call of `delay` seconds; return once the call is
+    under way, with the run's id and the marker that finds its requests."""
+    marker = uuid.uuid4().hex[:8]
+    wid = create_workflow(client, copy.deepcopy(SEED_EXAMPLE))
+    body = {"input_data": {"text": f"{marker} [[delay={delay}]]"}}
+    run = client.post(f"{W}/{wid}/execute", json=body).json()
+    deadline = time.monotonic() + 20
+    while not requests_with(fake_llm, marker):
+        assert time.monotonic() < deadline, "the LLM call never started"
+        time.sleep(0.05)
+    return str(run["id"]), marker
+
+
 def test_the_seed_example_runs_end_to_end_and_is_watched_live(
     stack: Stack, me: httpx.Client, fake_llm: FakeLLM
 ) -> None:
     wid = create_workflow(me, copy.deepcopy(SEED_EXAMPLE))
     marker = uuid.uuid4().hex[:8]
     text = f"今天天气很好,适合散步 {marker} [[delay=1]]"
-    run = me.post(f"{W}/{wid}/execute", json={"input_data": {"text": text}}).json()
-    messages = receive_all(socket_url(stack, run["id"], token_of(me)))
-    record = wait_finished(me, run["id"])
+    run_id = me.post(f"{W}/{wid}/execute", json={"input_data": {"text": text}}).json()["id"]
+    messages = receive_all(socket_url(stack, run_id, token_of(me)))
+    record = wait_finished(me, run_id)
     assert record["status"] == "completed", record
 
     prompt = "请总结以下文本:" + json.dumps({"text": text}, ensure_ascii=False)
@@ -95,10 +109,10 @@ def test_the_seed_example_runs_end_to_end_and_is_watched_live(
     logs_seen = [m["data"]["message"] for m in messages if m["type"] == "log"]
     assert any("tokens" in line for line in logs_seen)
 
-    logs = me.get(f"{L}/{run['id']}", params={"node_id": "llm-1"}).json()
+    logs = me.get(f"{L}/{run_id}", params={"node_id": "llm-1"}).json()
     usage_line = f"LLM deepseek/deepseek-chat: {output['usage']['total_tokens']} tokens"
     assert usage_line in [line["message"] for line in logs["logs"]]
-    summary = me.get(f"{L}/{run['id']}/summary").json()
+    summary = me.get(f"{L}/{run_id}/summary").json()
     stats = {n["node_id"]: n for n in summary["node_stats"]}
     assert stats["llm-1"]["log_count"] == logs["total"]
     assert stats["llm-1"]["node_type"] == "llm"
@@ -314,25 +328,18 @@ def test_a_worker_killed_mid_llm_call_loses_nothing(fresh_stack: Any, fake_llm: 
     stack: Stack = fresh_stack({"AGENTFLOW_NODE_ACK_WAIT_S": "3"}).start()
     client, _ = stack.user_client()
     with client:
-        marker = uuid.uuid4().hex[:8]
-        wid = create_workflow(client, copy.deepcopy(SEED_EXAMPLE))
-        text = f"{marker} [[delay=4]]"
-        run = client.post(f"{W}/{wid}/execute", json={"input_data": {"text": text}}).json()
-        deadline = time.monotonic() + 20
-        while not requests_with(fake_llm, marker):
-            assert time.monotonic() < deadline, "the LLM call never started"
-            time.sleep(0.05)
+        run_id, marker = start_slow_run(client, fake_llm, 4)
         for worker in stack.workers:
             worker.kill9()  # whichever worker holds the call dies with it
         for worker in stack.workers:
             worker.start()
-        record = wait_finished(client, run["id"], timeout=60)
+        record = wait_finished(client, run_id, timeout=60)
         assert record["status"] == "completed", record
         assert record["output_data"]["text"].startswith("ECHO: 请总结以下文本:")
         assert marker in record["output_data"]["text"]
         assert record["nodes"]["llm-1"]["attempt"] == 1  # handed on, not retried
         assert len(requests_with(fake_llm, marker)) == 2  # the killed call and the one after
-        events = wait_for_events(stack.nats.url, f"events.execution.{run['id']}.>", at_least=5)
+        events = wait_for_events(stack.nats.url, f"events.execution.{run_id}.>", at_least=5)
         completed = [e for e in events if e.envelope["type"] == "NodeCompleted"
                      and e.envelope["data"]["run_key"] == "llm-1"]  # fmt: skip
         assert len(completed) == 1
@@ -345,19 +352,63 @@ def test_a_node_no_worker_can_finish_fails_instead_of_circling(
     stack: Stack = fresh_stack(env).start()
     client, _ = stack.user_client()
     with client:
-        marker = uuid.uuid4().hex[:8]
-        wid = create_workflow(client, copy.deepcopy(SEED_EXAMPLE))
-        slow = {"input_data": {"text": f"{marker} [[delay=30]]"}}
-        run = client.post(f"{W}/{wid}/execute", json=slow).json()
-        deadline = time.monotonic() + 20
-        while not requests_with(fake_llm, marker):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        run_id, marker = start_slow_run(client, fake_llm, 30)
         for worker in stack.workers:
             worker.kill9()
         for worker in stack.workers:
             worker.start()
-        record = wait_finished(client, run["id"], timeout=60)
+        record = wait_finished(client, run_id, timeout=60)
         assert record["status"] == "failed"
         assert "1" in record["nodes"]["llm-1"]["error"]
         assert len(requests_with(fake_llm, marker)) == 1  # given up on, not run again
+
+
+def test_a_node_timeout_is_a_retryable_failure_and_continue_carries_on(
+    me: httpx.Client, fake_llm: FakeLLM
+) -> None:
+    marker = uuid.uuid4().hex[:8]
+    flow = llm_flow(
+        prompt=f"slow {marker} [[delay=5]]",
+        timeout=1,
+        retry={"max_attempts": 2, "backoff_seconds": 0},
+        on_error="continue",
+        default_output={"text": "稍后再试"},
+    )
+    record = wait_finished(me, me.post(f"{W}/{create_workflow(me, flow)}/execute").json()["id"])
+    assert record["status"] == "completed", record
+    assert record["output_data"] == {"text": "稍后再试"}
+    llm = record["nodes"]["llm-1"]
+    assert (llm["status"], llm["attempt"]) == ("completed", 2)
+    assert len(requests_with(fake_llm, marker)) == 2
+    errors = me.get(f"{L}/{record['id']}", params={"level": "error"}).json()["logs"]
+    assert any("1s" in line["message"] or "1 秒" in line["message"] for line in errors)
+
+
+def test_the_api_process_killed_mid_llm_call_loses_nothing(
+    fresh_stack: Any, fake_llm: FakeLLM
+) -> None:
+    stack: Stack = fresh_stack().start()
+    client, _ = stack.user_client()
+    with client:
+        run_id, marker = start_slow_run(client, fake_llm, 3)
+        stack.executor.kill9()  # the result arrives while nobody is there to record it
+        time.sleep(3.5)
+        stack.executor.start()
+        record = wait_finished(client, run_id, timeout=60)
+        assert record["status"] == "completed", record
+        assert marker in record["output_data"]["text"]
+        assert len(requests_with(fake_llm, marker)) == 1  # the call was not paid for twice
+
+
+def test_a_run_completes_across_a_nats_restart(fresh_stack: Any, fake_llm: FakeLLM) -> None:
+    stack: Stack = fresh_stack({"AGENTFLOW_NODE_ACK_WAIT_S": "3"}).start()
+    client, _ = stack.user_client()
+    with client:
+        run_id, marker = start_slow_run(client, fake_llm, 2)
+        stack.nats.stop()
+        time.sleep(3)  # the call ends while NATS is down: its result cannot be sent yet
+        stack.nats.start()
+        record = wait_finished(client, run_id, timeout=90)
+        assert record["status"] == "completed", record
+        assert marker in record["output_data"]["text"]
+        assert record["nodes"]["llm-1"]["attempt"] == 1
