@@ -81,6 +81,12 @@ class ValidationFailed(AppError):
     default_message = Message("请求参数校验失败", "Validation failed")
 
 
+class BadGateway(AppError):
+    status_code = 502
+    default_code = "BAD_GATEWAY"
+    default_message = Message("上游系统返回了错误", "An upstream system failed")
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     default_code = "SERVICE_UNAVAILABLE"

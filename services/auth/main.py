@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -16,7 +14,7 @@ from services.auth.settings import AuthSettings
 from shared.logging import configure_logging
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
-from shared.web.app import build_app
+from shared.web.app import event_sourced_app
 
 log = logging.getLogger("agentflow.auth")
 
@@ -27,28 +25,18 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     application = AuthApplication(settings)
     runtime = ServiceRuntime(application, to_integration_event, source="auth")
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def bootstrap() -> None:
         await asyncio.to_thread(bootstrap_admin, application, settings)
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
 
-    app = build_app(
+    return event_sourced_app(
         service="auth",
         title="Agentflow auth service",
         description="Users, passwords and tokens.",
-        readiness=runtime.readiness(),
-        lifespan=lifespan,
+        runtime=runtime,
+        routers=[api.router],
+        state={"settings": settings, "auth": application, "tokens": TokenService(settings)},
+        on_start=[bootstrap],
     )
-    app.state.settings = settings
-    app.state.auth = application
-    app.state.tokens = TokenService(settings)
-    app.state.runtime = runtime
-    app.include_router(api.router)
-    return app
 
 
 def bootstrap_admin(application: AuthApplication, settings: AuthSettings) -> None:

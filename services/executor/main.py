@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -19,7 +17,7 @@ from shared.logging import configure_logging
 from shared.readmodel import read_model_engine, read_model_metadata
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
-from shared.web.app import build_app
+from shared.web.app import event_sourced_app
 
 
 def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
@@ -37,35 +35,37 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         await orchestrator.recover(await asyncio.to_thread(executions.unfinished))
 
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+    recovery: list[asyncio.Task[None]] = []
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def start() -> None:
         await asyncio.to_thread(executions.projection.create_tables)
         orchestrator.start()
-        await runtime.start()
-        recovery = asyncio.create_task(carry_on())
-        try:
-            yield
-        finally:
-            recovery.cancel()
-            await orchestrator.stop()
-            await runtime.stop()
-            await http.aclose()
-            await asyncio.to_thread(engine.dispose)
+        recovery.append(asyncio.create_task(carry_on()))
 
-    app = build_app(
+    async def stop_orchestrating() -> None:
+        for task in recovery:
+            task.cancel()
+        await orchestrator.stop()
+
+    async def release() -> None:
+        await http.aclose()
+        await asyncio.to_thread(engine.dispose)
+
+    return event_sourced_app(
         service="executor",
         title="Agentflow executor",
         description="Executions: durable runs of workflows over JetStream.",
-        readiness=runtime.readiness(),
-        lifespan=lifespan,
+        runtime=runtime,
+        routers=[api.router, logs_api.router],
+        state={
+            "settings": settings,
+            "executor": application,
+            "orchestrator": orchestrator,
+            "executions": executions,
+            "http": http,
+            "tokens": TokenService(settings),
+        },
+        on_start=[start],
+        before_stop=[stop_orchestrating],
+        on_stop=[release],
     )
-    app.state.settings = settings
-    app.state.executor = application
-    app.state.orchestrator = orchestrator
-    app.state.executions = executions
-    app.state.http = http
-    app.state.tokens = TokenService(settings)
-    app.include_router(api.router)
-    app.include_router(logs_api.router)
-    return app

@@ -53,6 +53,7 @@ class NodeRunCommand(BaseModel):
     records: dict[str, Any]  # output records of the nodes upstream of this one
     upstream: list[str]
     loops: list[LoopFrameIn] = Field(default_factory=list)  # outermost first
+    owner_id: str = ""  # whose data sources the node may query
     language: str = "zh"
 
     @property

@@ -425,6 +425,7 @@ class Progression:
                 for f in context.loops
             ],
             language=self.language,
+            owner_id=str(self.execution.owner_id),
         )
 
     # -- restarts and the end ----------------------------------------------------------------

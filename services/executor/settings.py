@@ -14,6 +14,7 @@ class ExecutorSettings(ServiceSettings):
 
     port: int = service_port_field(8103, "executor")
     workflows_url: str = "http://127.0.0.1:8102"
+    datasources_url: str = "http://127.0.0.1:8104"  # workers query data sources here
 
     # Workers. A node still running after `node_ack_wait_s` without a heartbeat is presumed
     # lost with its worker and is delivered to another; heartbeats go every third of it.

@@ -22,6 +22,7 @@ import httpx
 from nats.aio.msg import Msg
 from pydantic import ValidationError as PydanticValidationError
 
+from services.executor.datasources_client import DataSourcesClient
 from services.executor.llm.client import ChatClient
 from services.executor.messages import NOT_SUPPORTED_YET, NodeRunCommand, NodeRunResult
 from services.executor.runners.agent import run_agent
@@ -33,6 +34,7 @@ from services.executor.runners.builtin import (
     run_builtin,
 )
 from services.executor.runners.context import ChunkSink, NodeServices
+from services.executor.runners.data_source import run_data_source_query
 from services.executor.runners.llm import run_llm
 from services.executor.settings import ExecutorSettings
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
@@ -40,7 +42,8 @@ from shared.bus.consumer import PullConsumer
 from shared.bus.streams import NODE_RUN_SUBJECT, NODE_RUNS_STREAM, node_result_subject
 from shared.i18n import Language, Message
 from shared.logging import configure_logging
-from shared.workflow.nodes import AgentData, LLMData, parse_node_data
+from shared.security.tokens import TokenService
+from shared.workflow.nodes import AgentData, LLMData, TransformData, parse_node_data
 
 log = logging.getLogger("agentflow.worker")
 
@@ -149,18 +152,22 @@ class Worker:
 
     async def _execute(self, command: NodeRunCommand, language: Language) -> NodeResult:
         context = command.context()
-        if command.node_type in BUILTIN_RUNNERS:
+        if command.node_type in BUILTIN_RUNNERS and command.data.get("mode") != "data_source":
             # In a thread: a slow regex or a huge template must not stall other nodes.
             return await asyncio.to_thread(run_builtin, command.node_type, command.data, context)
         try:
             config = parse_node_data(command.node_type, command.data)
         except PydanticValidationError as exc:
             raise NodeRunError(BAD_CONFIG, detail=str(exc.errors()[0]["msg"])) from exc
+        if isinstance(config, TransformData):  # the data_source mode: the rest are built in
+            return await run_data_source_query(config, context, self._services, command.owner_id)
         emit = self._chunk_sink(command)
         if isinstance(config, LLMData):
             return await run_llm(config, context, self._services, emit)
         if isinstance(config, AgentData):
-            return await run_agent(config, context, self._services, emit, language)
+            return await run_agent(
+                config, context, self._services, emit, language, command.owner_id
+            )
         raise NodeRunError(NOT_SUPPORTED_YET, type=command.node_type)
 
     def _chunk_sink(self, command: NodeRunCommand) -> ChunkSink:
@@ -226,7 +233,11 @@ async def main() -> None:
             max_backoff_s=settings.llm_max_backoff_s,
         )
         services = NodeServices(
-            http=http, chat=chat, outbound=settings.outbound_policy(), environ=dict(os.environ)
+            http=http,
+            chat=chat,
+            outbound=settings.outbound_policy(),
+            environ=dict(os.environ),
+            data_sources=DataSourcesClient(http, settings.datasources_url, TokenService(settings)),
         )
         worker = Worker(bus, settings, services)
         worker.consumer.start()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Longest prefix first; later issues add workflows, executions, logs and data sources.
 ROUTES: tuple[tuple[str, str], ...] = (
     ("/api/v1/auth", "auth"),
     ("/api/v1/workflows", "workflows"),
     ("/api/v1/executions", "executor"),
     ("/api/v1/execution-logs", "executor"),
+    ("/api/v1/data-sources", "datasources"),
 )
 # Running a workflow is the executor's, though it lives under the workflows prefix.
 _EXECUTE = re.compile(r"^/api/v1/workflows/[^/]+/execute/?$")

@@ -22,6 +22,7 @@ class GatewaySettings(ServiceSettings):
     auth_url: str = "http://127.0.0.1:8101"
     workflows_url: str = "http://127.0.0.1:8102"
     executor_url: str = "http://127.0.0.1:8103"
+    datasources_url: str = "http://127.0.0.1:8104"
 
     upstream_connect_timeout_s: float = Field(default=2.0, gt=0)
     upstream_timeout_s: float = Field(default=30.0, gt=0)
@@ -36,4 +37,5 @@ class GatewaySettings(ServiceSettings):
             "auth": self.auth_url,
             "workflows": self.workflows_url,
             "executor": self.executor_url,
+            "datasources": self.datasources_url,
         }

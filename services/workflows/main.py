@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -17,7 +15,7 @@ from shared.logging import configure_logging
 from shared.readmodel import read_model_engine, read_model_metadata
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
-from shared.web.app import build_app
+from shared.web.app import event_sourced_app
 
 
 def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
@@ -29,27 +27,24 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
     runtime = ServiceRuntime(application, to_integration_event, source="workflows")
     runtime.add_projection(listing.projection, poll_s=settings.projection_poll_s)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def create_tables() -> None:
         await asyncio.to_thread(listing.projection.create_tables)
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
-            await asyncio.to_thread(engine.dispose)
 
-    app = build_app(
+    async def dispose() -> None:
+        await asyncio.to_thread(engine.dispose)
+
+    return event_sourced_app(
         service="workflows",
         title="Agentflow workflows service",
         description="Workflow definitions, versions, templates, import and export.",
-        readiness=runtime.readiness(),
-        lifespan=lifespan,
+        runtime=runtime,
+        routers=[api.router],
+        state={
+            "settings": settings,
+            "workflows": application,
+            "workflow_list": listing,
+            "tokens": TokenService(settings),
+        },
+        on_start=[create_tables],
+        on_stop=[dispose],
     )
-    app.state.settings = settings
-    app.state.workflows = application
-    app.state.workflow_list = listing
-    app.state.tokens = TokenService(settings)
-    app.state.runtime = runtime
-    app.include_router(api.router)
-    return app

@@ -53,7 +53,13 @@ class TokenService:
         return int(self._ttl.total_seconds())
 
     def issue(
-        self, user_id: uuid.UUID, role: Role, *, username: str = "", now: datetime | None = None
+        self,
+        user_id: uuid.UUID,
+        role: Role,
+        *,
+        username: str = "",
+        now: datetime | None = None,
+        ttl: timedelta | None = None,
     ) -> str:
         issued = now or datetime.now(UTC)
         claims = {
@@ -61,7 +67,7 @@ class TokenService:
             "name": username,  # shown as the author of versions; not trusted for access
             "role": role,
             "iat": int(issued.timestamp()),
-            "exp": int((issued + self._ttl).timestamp()),
+            "exp": int((issued + (ttl or self._ttl)).timestamp()),
             "jti": uuid.uuid4().hex,
             "iss": self._issuer,
         }

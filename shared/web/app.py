@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
+from shared.runtime import ServiceRuntime
 from shared.web.errors import install_error_handlers
 from shared.web.health import ReadinessCheck, health_router
 from shared.web.middleware import RequestContextMiddleware
@@ -36,4 +37,52 @@ def build_app(
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(health_router(readiness))
+    return app
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def event_sourced_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    runtime: ServiceRuntime,
+    routers: Sequence[APIRouter],
+    state: dict[str, Any],
+    on_start: Sequence[Hook] = (),
+    before_stop: Sequence[Hook] = (),
+    on_stop: Sequence[Hook] = (),
+) -> FastAPI:
+    """An event-sourced service: its runtime (bus, outbox relay, projections) runs for the
+    app's lifetime. `on_start` hooks run before it starts; at shutdown, `before_stop` hooks
+    run while it still runs (to stop consumers of the bus) and `on_stop` hooks after it
+    stopped. `state` goes on `app.state` (the routes' dependencies read it there)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for hook in on_start:
+            await hook()
+        await runtime.start()
+        try:
+            yield
+        finally:
+            for hook in before_stop:
+                await hook()
+            await runtime.stop()
+            for hook in on_stop:
+                await hook()
+
+    app = build_app(
+        service=service,
+        title=title,
+        description=description,
+        readiness=runtime.readiness(),
+        lifespan=lifespan,
+    )
+    for name, value in {**state, "runtime": runtime}.items():
+        setattr(app.state, name, value)
+    for router in routers:
+        app.include_router(router)
     return app

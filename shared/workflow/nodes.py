@@ -196,19 +196,30 @@ class ConditionData(NodeData):
 
 
 class TransformData(NodeData):
-    mode: Literal["template", "jmespath", "mapping"] = "template"
+    mode: Literal["template", "jmespath", "mapping", "data_source"] = "template"
     template: Any = Field(default=None, validate_default=True)
     source: Any = Field(default="{value}", description="What the JMESPath expression reads.")
     expression: str | None = Field(default=None, max_length=10_000, validate_default=True)
     mapping: dict[str, Any] | None = Field(default=None, validate_default=True)
+    # Mode data_source: a read-only query on one of the owner's data sources. The query text
+    # is never a template (values go in as bound parameters, so no injection through them).
+    data_source_id: str | None = Field(default=None, max_length=200, validate_default=True)
+    query: str = Field(default="", max_length=100_000)
+    parameters: dict[str, Any] | list[Any] | None = None
+    max_rows: int | None = Field(default=None, ge=1, le=100_000)
 
     # Fields of the other modes may stay (an editor keeps them when the mode is switched);
     # only the current mode's field is required.
-    @field_validator("template", "expression", "mapping")
+    @field_validator("template", "expression", "mapping", "data_source_id")
     @classmethod
     def _required_by_mode(cls, value: Any, info: ValidationInfo) -> Any:
         mode = info.data.get("mode")
-        wanted = {"template": "template", "jmespath": "expression", "mapping": "mapping"}
+        wanted = {
+            "template": "template",
+            "jmespath": "expression",
+            "mapping": "mapping",
+            "data_source": "data_source_id",
+        }
         if mode is not None and wanted[mode] == info.field_name and value is None:
             raise config_error("required_for_mode", mode=mode)
         return value

@@ -25,7 +25,12 @@ TEMPLATE_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "output": ("mapping", "value"),
     "end": ("output",),
 }
-_TRANSFORM_FIELDS: Final = {"template": "template", "jmespath": "source", "mapping": "mapping"}
+_TRANSFORM_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "template": ("template",),
+    "jmespath": ("source",),
+    "mapping": ("mapping",),
+    "data_source": ("data_source_id", "parameters"),
+}
 # Fields that, when absent, still read the upstream output: they mean "{value}".
 _IMPLICIT_VALUE: Final[dict[str, tuple[str, ...]]] = {
     "output": ("mapping", "value"),
@@ -72,7 +77,7 @@ def template_fields(node_type: str, data: dict[str, Any]) -> list[str]:
     """The template field paths of a node of `node_type`, given its data (transform: by mode)."""
     if node_type == "transform":
         mode = data.get("mode", "template")
-        return [_TRANSFORM_FIELDS[mode]] if mode in _TRANSFORM_FIELDS else []
+        return list(_TRANSFORM_FIELDS.get(mode, ()))
     return list(TEMPLATE_FIELDS.get(node_type, ()))
 
 

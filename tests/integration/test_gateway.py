@@ -105,7 +105,9 @@ def test_health_readiness_and_metrics(stack: Stack) -> None:
     with stack.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz").json()
-        assert ready["checks"] == {"auth": "ok", "workflows": "ok", "executor": "ok", "nats": "ok"}
+        assert ready["checks"] == {
+            "auth": "ok", "workflows": "ok", "executor": "ok", "datasources": "ok", "nats": "ok"
+        }  # fmt: skip
         metrics = client.get("/metrics").text
         assert "agentflow_http_requests_total" in metrics
     auth_ready = httpx.get(stack.auth.base_url + "/readyz").json()
@@ -127,6 +129,7 @@ def test_upstream_down_is_503_not_a_hang(fresh_stack) -> None:
             "auth": "failing",
             "workflows": "ok",
             "executor": "ok",
+            "datasources": "ok",
             "nats": "ok",
         }
     # Not a timing assertion on speed, only that the client did not wait for its own timeout.

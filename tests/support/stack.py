@@ -31,7 +31,7 @@ class Stack:
         self.nats = NatsServer(workdir)
         self.jwt_secret = secrets.token_urlsafe(48)
         auth_port, workflows_port, gateway_port = free_port(), free_port(), free_port()
-        executor_port = free_port()
+        executor_port, datasources_port = free_port(), free_port()
         self.env: dict[str, str] = {
             # The machine's own AGENTFLOW_* settings must not leak into a test's platform.
             **{k: v for k, v in os.environ.items() if not k.startswith("AGENTFLOW_")},
@@ -44,6 +44,8 @@ class Stack:
             "AGENTFLOW_WORKFLOWS_URL": f"http://127.0.0.1:{workflows_port}",
             "AGENTFLOW_EXECUTOR_PORT": str(executor_port),
             "AGENTFLOW_EXECUTOR_URL": f"http://127.0.0.1:{executor_port}",
+            "AGENTFLOW_DATASOURCES_PORT": str(datasources_port),
+            "AGENTFLOW_DATASOURCES_URL": f"http://127.0.0.1:{datasources_port}",
             "AGENTFLOW_GATEWAY_PORT": str(gateway_port),
             "AGENTFLOW_GATEWAY_HOST": "127.0.0.1",
             "AGENTFLOW_WAIT_FOR_UPSTREAMS_S": "0",
@@ -58,6 +60,7 @@ class Stack:
         self.auth = ServiceProcess("auth", self.env, auth_port, workdir)
         self.workflows = ServiceProcess("workflows", self.env, workflows_port, workdir)
         self.executor = ServiceProcess("executor", self.env, executor_port, workdir)
+        self.datasources = ServiceProcess("datasources", self.env, datasources_port, workdir)
         self.workers = [
             ManagedProcess(
                 f"worker{i}",
@@ -85,11 +88,11 @@ class Stack:
 
     @property
     def services(self) -> tuple[ServiceProcess, ...]:
-        return (self.auth, self.workflows, self.executor, self.gateway)
+        return (self.auth, self.workflows, self.executor, self.datasources, self.gateway)
 
     def stop(self) -> None:
-        for process in (self.gateway, self.executor, *self.workers, self.workflows, self.auth,
-                        self.nats):  # fmt: skip
+        for process in (self.gateway, self.executor, *self.workers, self.datasources,
+                        self.workflows, self.auth, self.nats):  # fmt: skip
             process.stop()
 
     def client(self, **kwargs: Any) -> httpx.Client:

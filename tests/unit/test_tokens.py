@@ -80,6 +80,6 @@ def test_unsigned_token_is_refused() -> None:
         "jti": "j",
         "iss": "agentflow",
     }
-    unsigned = jwt.encode(claims, key=None, algorithm="none")
+    unsigned = jwt.encode(claims, key="", algorithm="none")
     with pytest.raises(InvalidToken):
         service().verify(unsigned)

@@ -19,6 +19,8 @@ from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_sc
 from shared.i18n import Language, Message
 from shared.workflow.nodes import AgentData
 from shared.workflow.references import RuntimeContext
+from shared.workflow.templates import render
+from shared.workflow.tools import DataSourceQueryTool, Tool
 
 _NO_ANSWER = Message(
     "智能体在 {n} 次模型调用内没有给出答案", "the agent gave no answer within {n} model calls"
@@ -34,6 +36,15 @@ def _arguments(text: str) -> Any:
         return text
 
 
+def _rendered(tool: Tool, context: RuntimeContext) -> Tool:
+    """A data source tool's `data_source_id` is a template: fill it in for this run."""
+    if isinstance(tool, DataSourceQueryTool) and tool.data_source_id is not None:
+        return tool.model_copy(
+            update={"data_source_id": render(tool.data_source_id, context.resolve)}
+        )
+    return tool
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= _LOGGED_CHARS else text[:_LOGGED_CHARS] + "…"
 
@@ -44,11 +55,19 @@ async def run_agent(
     services: NodeServices,
     emit: ChunkSink | None,
     language: Language = "zh",
+    owner_id: str = "",
 ) -> NodeResult:
     endpoint = await endpoint_for(config, services)
-    tools = {tool.tool_name: tool for tool in config.tools}
-    schemas = [tool_schema(tool) for tool in config.tools] or None
-    tool_context = ToolContext(http=services.http, outbound=services.outbound, language=language)
+    configured = [_rendered(tool, context) for tool in config.tools]
+    tools = {tool.tool_name: tool for tool in configured}
+    schemas = [tool_schema(tool) for tool in configured] or None
+    tool_context = ToolContext(
+        http=services.http,
+        outbound=services.outbound,
+        language=language,
+        data_sources=services.data_sources,
+        owner_id=owner_id,
+    )
     messages = first_messages(config, context)
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     trace: list[dict[str, Any]] = []

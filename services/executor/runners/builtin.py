@@ -91,6 +91,8 @@ def _transform(config: BaseModel, context: RuntimeContext) -> NodeResult:
         return NodeResult(render_value(config.template, context.resolve))
     if config.mode == "mapping":
         return NodeResult(render_value(config.mapping or {}, context.resolve))
+    if config.mode == "data_source":  # needs the data sources service: the worker runs it
+        raise NodeRunError(_NOT_BUILTIN, type="transform/data_source")
     source = render_value(config.source, context.resolve)
     try:
         return NodeResult(jmespath.search(config.expression or "", source))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from services.executor.datasources_client import DataSourcesClient
 from services.executor.llm.client import ChatClient
 from shared.net.outbound import OutboundPolicy
 
@@ -20,3 +21,4 @@ class NodeServices:
     chat: ChatClient
     outbound: OutboundPolicy
     environ: Mapping[str, str]
+    data_sources: DataSourcesClient | None = None

@@ -1,16 +1,17 @@
 """The data_source_query tool: read-only queries on a data source of the workflow's owner.
 
-The data sources service does not exist yet, so every call answers that queries are not
-available; nothing is faked. When the service arrives, `ToolContext` gains its client and
-`run_data_source_query` sends the query through it (same signature).
+The query goes to the data sources service as the workflow's owner, so a model can reach
+only that person's data sources; the service refuses anything but one read-only statement.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.executor.datasources_client import DataSourceQueryError
 from shared.i18n import LocalizedError, Message
 from shared.workflow.tools import DataSourceQueryTool
 
@@ -30,8 +31,8 @@ class DataSourceError(LocalizedError):
 
 
 _UNAVAILABLE = Message(
-    "数据源服务尚不可用,无法查询数据源",
-    "data source queries are not available yet: the data sources service is not deployed",
+    "执行器没有配置数据源服务,无法查询数据源",
+    "data source queries are not available: the executor has no data sources service",
 )
 _ID_REQUIRED = Message(
     "缺少参数 data_source_id(要查询的数据源)",
@@ -72,9 +73,21 @@ def parameters(tool: DataSourceQueryTool) -> dict[str, Any]:
 async def run_data_source_query(
     tool: DataSourceQueryTool, arguments: DataSourceQueryArguments, ctx: ToolContext
 ) -> str:
-    """The rows as JSON text; DataSourceError when the query cannot run (for now: always)."""
+    """The rows as JSON text; DataSourceError when the query cannot run."""
     if tool.data_source_id is not None and arguments.data_source_id is not None:
         raise DataSourceError(_ID_CONFIGURED)
-    if tool.data_source_id is None and not arguments.data_source_id:
+    source_id = tool.data_source_id or arguments.data_source_id
+    if not source_id:
         raise DataSourceError(_ID_REQUIRED)
-    raise DataSourceError(_UNAVAILABLE)
+    if ctx.data_sources is None:
+        raise DataSourceError(_UNAVAILABLE)
+    try:
+        result = await ctx.data_sources.query(
+            ctx.owner_id, source_id, arguments.query, limit=tool.max_rows
+        )
+    except DataSourceQueryError as exc:
+        raise DataSourceError(Message(exc.render("zh"), exc.render("en"))) from exc
+    shown = {"rows": result.get("data", []), "count": result.get("count", 0)}
+    if result.get("truncated"):
+        shown["truncated"] = True
+    return json.dumps(shown, ensure_ascii=False, default=str)

@@ -15,6 +15,7 @@ from typing import Any, Final
 import httpx
 from pydantic import ValidationError
 
+from services.executor.datasources_client import DataSourcesClient
 from services.executor.tools import calculator, data_source, http_request
 from shared.i18n import Language, Message
 from shared.net.outbound import OutboundError, OutboundPolicy
@@ -44,6 +45,8 @@ class ToolContext:
     http: httpx.AsyncClient
     outbound: OutboundPolicy
     language: Language = "zh"
+    data_sources: DataSourcesClient | None = None
+    owner_id: str = ""  # the workflow's owner: data source queries run as them
 
 
 @dataclass(frozen=True)

@@ -333,18 +333,18 @@ async def test_http_request_bad_arguments(arguments: str, message: str, ctx: Too
 # -- data_source_query ---------------------------------------------------------------------
 
 
-async def test_data_source_queries_are_not_available_yet(http: httpx.AsyncClient) -> None:
+async def test_without_a_data_sources_service_queries_say_so(http: httpx.AsyncClient) -> None:
     config = tool(type="data_source_query")
     english = ToolContext(http=http, outbound=OutboundPolicy(), language="en")
     outcome = await call(config, english, query="select 1", data_source_id="ds-1")
     assert outcome == ToolOutcome(
         False,
-        "data source queries are not available yet: the data sources service is not deployed",
+        "data source queries are not available: the executor has no data sources service",
     )
     chinese = ToolContext(http=http, outbound=OutboundPolicy())
     outcome = await call(config, chinese, query="select 1", data_source_id="ds-1")
     assert not outcome.ok
-    assert "数据源服务尚不可用" in outcome.result
+    assert "没有配置数据源服务" in outcome.result
 
 
 async def test_data_source_arguments_are_checked_first(ctx: ToolContext) -> None:
@@ -354,4 +354,4 @@ async def test_data_source_arguments_are_checked_first(ctx: ToolContext) -> None
     fixed = tool(type="data_source_query", data_source_id="ds-1")
     twice = await call(fixed, ctx, query="select 1", data_source_id="ds-2")
     assert "do not pass data_source_id" in twice.result
-    assert "not available yet" in (await call(fixed, ctx, query="select 1")).result
+    assert "not available" in (await call(fixed, ctx, query="select 1")).result

@@ -1,0 +1,184 @@
+"""Routes of `/api/v1/data-sources`. Registry routes are sync (the event store is); testing
+and querying are async, since they wait on the data source itself."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from services.datasources import messages
+from services.datasources.application import DataSourceView
+from services.datasources.connectors import ConnectorError, QueryResult
+from services.datasources.deps import Connectors, CurrentActor, DataSources, Listing, SourceId
+from services.datasources.readmodel import ListQuery
+from services.datasources.schemas import (
+    DataSourceCreate,
+    DataSourceOut,
+    DataSourceUpdate,
+    MessageOut,
+    QueryIn,
+    QueryOut,
+    SourceStatus,
+    SourceType,
+    TestOut,
+)
+from shared.errors import BadGateway, BadRequest, GatewayTimeout
+from shared.web.deps import RequestLanguage
+from shared.web.errors import error_responses
+
+router = APIRouter(prefix="/api/v1/data-sources", tags=["数据源 data sources"])
+
+FOUND = error_responses(401, 404)
+
+
+class QueryRefused(BadRequest):
+    default_code = "QUERY_REFUSED"
+    default_message = messages.QUERY_REFUSED
+
+
+class QueryFailed(BadRequest):
+    default_code = "QUERY_FAILED"
+    default_message = messages.QUERY_FAILED
+
+
+class QueryTimeout(GatewayTimeout):
+    default_code = "QUERY_TIMEOUT"
+    default_message = messages.QUERY_TIMEOUT
+
+
+class SourceUnreachable(BadGateway):
+    default_code = "DATA_SOURCE_UNAVAILABLE"
+    default_message = messages.SOURCE_UNREACHABLE
+
+
+def _out(view: DataSourceView) -> DataSourceOut:
+    return DataSourceOut.model_validate(view, from_attributes=True)
+
+
+@router.get("", response_model=list[DataSourceOut], responses=error_responses(401, 422))
+def list_data_sources(
+    actor: CurrentActor,
+    listing: Listing,
+    skip: Annotated[int, Query(ge=0, description="跳过记录数")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="每页记录数,最大100")] = 100,
+    type: Annotated[SourceType | None, Query(description="按类型过滤")] = None,
+    status: Annotated[SourceStatus | None, Query(description="按状态过滤")] = None,
+) -> list[dict[str, Any]]:
+    """Your data sources (an admin's: everyone's), newest first, secrets masked."""
+    owner = None if actor.is_admin else actor.user_id
+    query = ListQuery(owner, skip=skip, limit=limit, source_type=type, status=status)
+    return listing.query(query)
+
+
+@router.post(
+    "",
+    response_model=DataSourceOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 422),
+)
+def create_data_source(
+    body: DataSourceCreate, actor: CurrentActor, sources: DataSources
+) -> DataSourceOut:
+    """Register a data source; its secrets are encrypted before they are stored."""
+    return _out(sources.register(actor, body.name, body.type, body.description, body.config))
+
+
+@router.get("/{data_source_id}", response_model=DataSourceOut, responses=FOUND)
+def get_data_source(
+    actor: CurrentActor, sources: DataSources, source_id: SourceId
+) -> DataSourceOut:
+    """One data source, secrets masked."""
+    return _out(sources.get(actor, source_id))
+
+
+@router.put(
+    "/{data_source_id}", response_model=DataSourceOut, responses=error_responses(401, 404, 422)
+)
+def update_data_source(
+    body: DataSourceUpdate, actor: CurrentActor, sources: DataSources, source_id: SourceId
+) -> DataSourceOut:
+    """Change the name, description or part of the config; secrets not given are kept."""
+    return _out(sources.update(actor, source_id, body.name, body.description, body.config))
+
+
+@router.delete("/{data_source_id}", response_model=MessageOut, responses=FOUND)
+def delete_data_source(
+    actor: CurrentActor,
+    sources: DataSources,
+    connectors: Connectors,
+    source_id: SourceId,
+    language: RequestLanguage,
+) -> MessageOut:
+    """Delete a data source (its history stays in the store)."""
+    sources.delete(actor, source_id)
+    connectors.drop_soon(source_id)
+    return MessageOut(message=messages.DATA_SOURCE_DELETED.render(language))
+
+
+@router.post("/{data_source_id}/test", response_model=TestOut, responses=FOUND)
+async def test_data_source(
+    actor: CurrentActor,
+    sources: DataSources,
+    connectors: Connectors,
+    source_id: SourceId,
+    language: RequestLanguage,
+) -> TestOut:
+    """Try to connect; a failure is an answer with its reason, and the result is kept."""
+    connection = await asyncio.to_thread(sources.connection, actor, source_id)
+    connector = await connectors.get(
+        connection.source_id, connection.version, connection.source_type, connection.config
+    )
+    try:
+        detail = await connector.test(language=language)
+        ok, message, kind = True, f"{messages.TEST_OK.render(language)}:{detail}", None
+    except ConnectorError as exc:
+        ok, message, kind = False, exc.render(language), exc.kind
+    await asyncio.to_thread(sources.record_test, source_id, ok, message, kind)
+    return TestOut(
+        status="success" if ok else "failed",
+        message=message,
+        error_kind=kind,
+        tested_at=datetime.now(UTC),
+    )
+
+
+@router.post(
+    "/{data_source_id}/query",
+    response_model=QueryOut,
+    responses=error_responses(400, 401, 404, 422, 502, 504),
+)
+async def query_data_source(
+    body: QueryIn,
+    actor: CurrentActor,
+    sources: DataSources,
+    connectors: Connectors,
+    source_id: SourceId,
+    language: RequestLanguage,
+) -> QueryOut:
+    """Run one read-only query; rows come back as JSON objects."""
+    connection = await asyncio.to_thread(sources.connection, actor, source_id)
+    connector = await connectors.get(
+        connection.source_id, connection.version, connection.source_type, connection.config
+    )
+    limit = min(body.limit or connectors.settings.max_rows, connectors.settings.max_rows)
+    try:
+        result: QueryResult = await connector.query(body.query, body.parameters, max_rows=limit)
+    except ConnectorError as exc:  # unsafe SQL included: kind "refused"
+        raise _query_error(exc, language) from exc
+    return QueryOut(
+        data=result.rows, count=result.count, truncated=result.truncated, columns=result.columns
+    )
+
+
+def _query_error(exc: ConnectorError, language: Any) -> Exception:
+    reason = exc.render(language)
+    if exc.kind == "refused":
+        return QueryRefused(reason=reason)
+    if exc.kind in ("bad_query", "not_found"):
+        return QueryFailed(reason=reason)
+    if exc.kind == "timeout":
+        return QueryTimeout(reason=reason)
+    return SourceUnreachable(reason=reason)

@@ -1,0 +1,43 @@
+"""`agentflow-datasources`: re-encrypt secrets with the newest key, or rebuild the list."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.datasources.application import DataSourcesApplication
+from services.datasources.readmodel import DataSourceList
+from services.datasources.settings import DataSourcesSettings
+from shared.readmodel import read_model_engine, read_model_metadata
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentflow-datasources")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "rotate-secrets",
+        help="re-encrypt every data source's secrets with the first of AGENTFLOW_SECRETS_KEYS",
+    )
+    commands.add_parser("rebuild-read-model", help="drop and re-project the data source list")
+    args = parser.parse_args(argv)
+
+    settings = DataSourcesSettings()
+    application = DataSourcesApplication(settings)
+    engine = read_model_engine(settings)
+    try:
+        listing = DataSourceList(application, engine, read_model_metadata(settings))
+        listing.projection.create_tables()
+        if args.command == "rebuild-read-model":
+            applied = listing.projection.rebuild()
+            print(f"data source list rebuilt from {applied} stored events")
+        else:
+            rotated = application.rotate_secrets(listing.all_ids())
+            print(f"secrets of {rotated} data sources re-encrypted with the first key")
+    finally:
+        engine.dispose()
+        application.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Dependency aliases for the data sources routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Request
+
+from services.datasources.application import Actor, DataSourceNotFound, DataSourcesApplication
+from services.datasources.connectors import ConnectorPool
+from services.datasources.readmodel import DataSourceList
+from shared.security.deps import CurrentPrincipal
+
+
+def _sources(request: Request) -> DataSourcesApplication:
+    app = request.app.state.data_sources
+    assert isinstance(app, DataSourcesApplication)
+    return app
+
+
+def _listing(request: Request) -> DataSourceList:
+    listing = request.app.state.data_source_list
+    assert isinstance(listing, DataSourceList)
+    return listing
+
+
+def _connectors(request: Request) -> ConnectorPool:
+    pool = request.app.state.connectors
+    assert isinstance(pool, ConnectorPool)
+    return pool
+
+
+def _actor(principal: CurrentPrincipal) -> Actor:
+    return Actor(principal.user_id, principal.is_admin)
+
+
+def _source_id(data_source_id: str) -> UUID:
+    # A malformed id names no data source: 404, the same as an unknown one.
+    try:
+        return UUID(data_source_id)
+    except ValueError:
+        raise DataSourceNotFound from None
+
+
+DataSources = Annotated[DataSourcesApplication, Depends(_sources)]
+Listing = Annotated[DataSourceList, Depends(_listing)]
+Connectors = Annotated[ConnectorPool, Depends(_connectors)]
+CurrentActor = Annotated[Actor, Depends(_actor)]
+SourceId = Annotated[UUID, Depends(_source_id)]

@@ -1,0 +1,18 @@
+"""What the data sources service says to people, in Chinese and English."""
+
+from shared.i18n import Message
+
+DATA_SOURCE_NOT_FOUND = Message("数据源不存在", "Data source not found")
+DATA_SOURCE_DELETED = Message("数据源已删除", "Data source deleted")
+INVALID_CONFIG = Message("数据源配置无效:{detail}", "Invalid data source configuration: {detail}")
+TEST_OK = Message("连接成功", "Connection succeeded")
+QUERY_REFUSED = Message("查询被拒绝:{reason}", "Query refused: {reason}")
+QUERY_FAILED = Message("查询失败:{reason}", "Query failed: {reason}")
+QUERY_TIMEOUT = Message("查询超时:{reason}", "Query timed out: {reason}")
+SOURCE_UNREACHABLE = Message(
+    "数据源无法连接:{reason}", "The data source cannot be reached: {reason}"
+)
+SECRETS_UNREADABLE = Message(
+    "数据源的密钥无法解密(加密密钥已更换?)",
+    "The data source's secrets cannot be decrypted (was the encryption key changed?)",
+)

@@ -1,0 +1,56 @@
+"""Data sources service settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, model_validator
+
+from shared.settings import InsecureSettingsError, ServiceSettings, service_port_field
+
+
+class DataSourcesSettings(ServiceSettings):
+    service_name: ClassVar[str] = "datasources"
+
+    port: int = service_port_field(8104, "datasources")
+    projection_poll_s: float = Field(default=2.0, gt=0)
+
+    # Fernet keys, comma-separated; the first encrypts, every one decrypts. Rotation: put a new
+    # key first, restart, run `agentflow-datasources rotate-secrets`, then drop the old key.
+    # Unset in development: a key is made once and kept in <data_dir>/datasources-secret.key.
+    secrets_keys: SecretStr = SecretStr("")
+    json_dir: Path | None = Field(
+        default=None, description="Where json sources' files live; default <data_dir>/json."
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_rows: int = Field(default=1000, ge=1, le=100_000)
+    pool_max_size: int = Field(default=5, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _production_needs_a_key(self) -> DataSourcesSettings:
+        if self.environment == "production" and not self.secrets_keys.get_secret_value():
+            raise InsecureSettingsError(
+                "AGENTFLOW_SECRETS_KEYS must hold a Fernet key in production "
+                "(python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())')"
+            )
+        return self
+
+    def fernet_keys(self) -> list[str]:
+        configured = [k.strip() for k in self.secrets_keys.get_secret_value().split(",")]
+        keys = [k for k in configured if k]
+        if keys:
+            return keys
+        path = self.data_dir / "datasources-secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(Fernet.generate_key())
+            path.chmod(0o600)
+        return [path.read_text().strip()]
+
+    @property
+    def json_directory(self) -> Path:
+        return self.json_dir if self.json_dir is not None else self.data_dir / "json"
