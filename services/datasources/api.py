@@ -4,6 +4,7 @@ and querying are async, since they wait on the data source itself."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from services.datasources import messages
 from services.datasources.application import DataSourceView
 from services.datasources.connectors import ConnectorError, QueryResult
 from services.datasources.deps import Connectors, CurrentActor, DataSources, Listing, SourceId
+from services.datasources.metrics import QUERIES, QUERY_SECONDS, TESTS
 from services.datasources.readmodel import ListQuery
 from services.datasources.schemas import (
     DataSourceCreate,
@@ -136,6 +138,7 @@ async def test_data_source(
         ok, message, kind = True, f"{messages.TEST_OK.render(language)}:{detail}", None
     except ConnectorError as exc:
         ok, message, kind = False, exc.render(language), exc.kind
+    TESTS.labels(connection.source_type, kind or "ok").inc()
     await asyncio.to_thread(sources.record_test, source_id, ok, message, kind)
     return TestOut(
         status="success" if ok else "failed",
@@ -164,10 +167,15 @@ async def query_data_source(
         connection.source_id, connection.version, connection.source_type, connection.config
     )
     limit = min(body.limit or connectors.settings.max_rows, connectors.settings.max_rows)
+    started = time.perf_counter()
     try:
         result: QueryResult = await connector.query(body.query, body.parameters, max_rows=limit)
     except ConnectorError as exc:  # unsafe SQL included: kind "refused"
+        QUERIES.labels(connection.source_type, exc.kind).inc()
         raise _query_error(exc, language) from exc
+    finally:
+        QUERY_SECONDS.labels(connection.source_type).observe(time.perf_counter() - started)
+    QUERIES.labels(connection.source_type, "ok").inc()
     return QueryOut(
         data=result.rows, count=result.count, truncated=result.truncated, columns=result.columns
     )

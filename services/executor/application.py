@@ -9,9 +9,11 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import Recording
 
 from services.executor import messages
 from services.executor.domain import Execution
+from services.executor.metrics import count_execution_event
 from services.executor.settings import ExecutorSettings
 from shared.errors import NotFound
 from shared.eventstore import EventSourcedApplication
@@ -39,6 +41,11 @@ class ExecutorApplication(EventSourcedApplication):
         # read only their new events (fast-forward), instead of replaying whole histories.
         cache = {"AGGREGATE_CACHE_MAXSIZE": "2000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
         super().__init__(settings, {**cache, **(env or {})})
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        for recording in recordings:
+            count_execution_event(type(recording.domain_event).__qualname__)
+        super()._notify(recordings)
 
     def create(
         self,

@@ -16,10 +16,16 @@ from nats.aio.msg import Msg
 from services.executor.application import ExecutorApplication
 from services.executor.domain import FINAL_STATUSES, Execution
 from services.executor.messages import NodeRunCommand, NodeRunResult
+from services.executor.metrics import NODE_QUEUE
 from services.executor.progression import Progression, apply_result
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.consumer import PullConsumer
-from shared.bus.streams import NODE_RESULTS_STREAM, NODE_RUN_SUBJECT
+from shared.bus.streams import (
+    NODE_RESULTS_STREAM,
+    NODE_RUN_SUBJECT,
+    NODE_RUNS_STREAM,
+    NODE_WORKERS_DURABLE,
+)
 from shared.workflow.graph import GraphIndex
 from shared.workflow.model import WorkflowGraph
 
@@ -47,6 +53,22 @@ class Orchestrator:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.results.start()
+        watch = asyncio.create_task(self._watch_queue())
+        self._tasks.add(watch)
+        watch.add_done_callback(self._tasks.discard)
+
+    async def _watch_queue(self, every_s: float = 5.0) -> None:
+        """Keep the node-run queue gauges current (what autoscaling and dashboards read)."""
+        while True:
+            try:
+                info = await self._bus.js.consumer_info(NODE_RUNS_STREAM, NODE_WORKERS_DURABLE)
+            except Exception:  # NATS down, or no worker has created the consumer yet
+                await asyncio.sleep(every_s)
+                continue
+            NODE_QUEUE.labels("pending").set(info.num_pending or 0)
+            NODE_QUEUE.labels("in_flight").set(info.num_ack_pending or 0)
+            NODE_QUEUE.labels("redelivered").set(info.num_redelivered or 0)
+            await asyncio.sleep(every_s)
 
     async def stop(self) -> None:
         await self.results.stop()

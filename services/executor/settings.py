@@ -19,6 +19,9 @@ class ExecutorSettings(ServiceSettings):
     # Workers. A node still running after `node_ack_wait_s` without a heartbeat is presumed
     # lost with its worker and is delivered to another; heartbeats go every third of it.
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    # Workers serve no API; their Prometheus metrics are on this port (0: none).
+    worker_metrics_port: int = Field(default=8110, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     node_ack_wait_s: float = Field(default=30.0, ge=1.0, le=3600.0)
     node_max_deliveries: int = Field(default=5, ge=1, le=100)
     # Model calls: retries inside one attempt on 429/5xx/timeouts, with exponential backoff.

@@ -20,11 +20,13 @@ import time
 
 import httpx
 from nats.aio.msg import Msg
+from prometheus_client import start_http_server
 from pydantic import ValidationError as PydanticValidationError
 
 from services.executor.datasources_client import DataSourcesClient
 from services.executor.llm.client import ChatClient
 from services.executor.messages import NOT_SUPPORTED_YET, NodeRunCommand, NodeRunResult
+from services.executor.metrics import NODE_RUN_SECONDS, NODE_RUNS
 from services.executor.runners.agent import run_agent
 from services.executor.runners.builtin import (
     BAD_CONFIG,
@@ -39,7 +41,12 @@ from services.executor.runners.llm import run_llm
 from services.executor.settings import ExecutorSettings
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.consumer import PullConsumer
-from shared.bus.streams import NODE_RUN_SUBJECT, NODE_RUNS_STREAM, node_result_subject
+from shared.bus.streams import (
+    NODE_RUN_SUBJECT,
+    NODE_RUNS_STREAM,
+    NODE_WORKERS_DURABLE,
+    node_result_subject,
+)
 from shared.i18n import Language, Message
 from shared.logging import configure_logging
 from shared.security.tokens import TokenService
@@ -47,7 +54,7 @@ from shared.workflow.nodes import AgentData, LLMData, TransformData, parse_node_
 
 log = logging.getLogger("agentflow.worker")
 
-WORKERS_DURABLE = "node-workers"
+WORKERS_DURABLE = NODE_WORKERS_DURABLE
 _GAVE_UP = Message(
     "节点已投递 {n} 次,每个接手的执行器都在完成前退出了",
     "the node was delivered {n} times and every worker that took it stopped before finishing",
@@ -96,12 +103,15 @@ class Worker:
             result = self._failure(
                 command, _GAVE_UP.render(self._language(command), n=deliveries - 1), 0
             )
+            NODE_RUNS.labels(command.node_type, "gave_up").inc()
         else:
             heartbeat = asyncio.create_task(self._heartbeat(message))
             try:
                 result = await self.run(command)
             finally:
                 heartbeat.cancel()
+            NODE_RUNS.labels(command.node_type, _outcome(result)).inc()
+            NODE_RUN_SECONDS.labels(command.node_type).observe(result.duration_ms / 1000)
         # Publish before the ack (the consumer acks when this returns): a crash in between
         # re-runs the node and re-publishes a result that JetStream deduplicates.
         await self._bus.publish_batch(
@@ -217,6 +227,14 @@ class Worker:
         )
 
 
+def _outcome(result: NodeRunResult) -> str:
+    if result.ok:
+        return "ok"
+    if result.error is not None and result.retryable and "timed out" in result.error:
+        return "timeout"
+    return "retryable" if result.retryable else "failed"
+
+
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
@@ -239,6 +257,8 @@ async def main() -> None:
             environ=dict(os.environ),
             data_sources=DataSourcesClient(http, settings.datasources_url, TokenService(settings)),
         )
+        if settings.worker_metrics_port:
+            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
         worker = Worker(bus, settings, services)
         worker.consumer.start()
         bus.start()

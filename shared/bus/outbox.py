@@ -37,6 +37,11 @@ OUTBOX_PUBLISHED = Counter(
     "Integration events the outbox relay published (duplicates included).",
     ["source", "duplicate"],
 )
+OUTBOX_LAG = Gauge(
+    "agentflow_outbox_lag_events",
+    "Events stored but not yet published by the relay (grows while NATS is unreachable).",
+    ["source"],
+)
 OUTBOX_POSITION = Gauge(
     "agentflow_outbox_position",
     "Last notification id of the store that the relay has published.",
@@ -90,6 +95,7 @@ class OutboxRelay:
     async def relay_pending(self) -> int:
         """Publish everything stored after the saved position; return how many were read."""
         total = 0
+        await asyncio.to_thread(self._measure_lag)
         while True:
             start = await asyncio.to_thread(self._position)
             notifications = await asyncio.to_thread(
@@ -111,9 +117,15 @@ class OutboxRelay:
                 self._app.tracking.insert_tracking, Tracking(self._tracking_name, last)
             )
             OUTBOX_POSITION.labels(self._source).set(last)
+            await asyncio.to_thread(self._measure_lag, last)
             total += len(notifications)
             if len(notifications) < self._batch_size:
                 return total
+
+    def _measure_lag(self, position: int | None = None) -> None:
+        stored = self._app.recorder.max_notification_id() or 0
+        published = self._position() if position is None else position
+        OUTBOX_LAG.labels(self._source).set(max(0, stored - published))
 
     def _position(self) -> int:
         return self._app.tracking.max_tracking_id(self._tracking_name) or 0

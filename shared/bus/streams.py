@@ -11,6 +11,8 @@ NODE_RUNS_STREAM = "NODE_RUNS"
 NODE_RESULTS_STREAM = "NODE_RESULTS"
 
 NODE_RUN_SUBJECT = "cmd.node.run"
+# The one durable consumer every worker pulls from (KEDA scales workers on its lag).
+NODE_WORKERS_DURABLE = "node-workers"
 
 
 def event_subject(aggregate: str, aggregate_id: str, event_type: str) -> str:

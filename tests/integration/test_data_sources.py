@@ -218,7 +218,7 @@ def catalog_url() -> Iterator[str]:
     server.shutdown()
 
 
-def test_an_api_source_and_a_json_source(me: httpx.Client, catalog_url: str) -> None:
+def test_an_api_source_and_a_json_source(stack: Stack, me: httpx.Client, catalog_url: str) -> None:
     config = {"base_url": catalog_url, "auth": {"type": "bearer", "token": "catalog-token"},
               "response_path": "items"}  # fmt: skip
     api = register(me, "api", config)
@@ -226,6 +226,8 @@ def test_an_api_source_and_a_json_source(me: httpx.Client, catalog_url: str) -> 
     assert me.post(f"{D}/{api['id']}/test").json()["status"] == "success"
     result = query(me, api["id"], "/v1/items?kind={kind}", parameters={"kind": "fruit"}).json()
     assert result["data"] == [{"sku": "a", "path": "/v1/items?kind=fruit"}, {"sku": "b"}]
+    events = wait_for_events(stack.nats.url, f"events.datasource.{api['id']}.>", at_least=2)
+    assert "catalog-token" not in json.dumps([e.envelope for e in events])
 
     doc = register(me, "json", {"data": {"people": [{"name": "王", "age": 30},
                                                     {"name": "李", "age": 17}]}})  # fmt: skip

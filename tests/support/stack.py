@@ -61,15 +61,16 @@ class Stack:
         self.workflows = ServiceProcess("workflows", self.env, workflows_port, workdir)
         self.executor = ServiceProcess("executor", self.env, executor_port, workdir)
         self.datasources = ServiceProcess("datasources", self.env, datasources_port, workdir)
+        # Each worker serves its metrics on a port of its own.
         self.workers = [
             ManagedProcess(
                 f"worker{i}",
                 [sys.executable, "-m", "services.executor.worker"],
-                self.env,
-                0,
+                {**self.env, "AGENTFLOW_WORKER_METRICS_PORT": str(port)},
+                port,
                 workdir,
             )
-            for i in range(workers)
+            for i, port in enumerate(free_port() for _ in range(workers))
         ]
         self.gateway = ServiceProcess("gateway", self.env, gateway_port, workdir)
         self.base_url = self.gateway.base_url

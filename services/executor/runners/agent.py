@@ -14,7 +14,13 @@ from typing import Any
 from services.executor.llm.client import LLMError
 from services.executor.runners.builtin import NodeResult, NodeRunError
 from services.executor.runners.context import ChunkSink, NodeServices
-from services.executor.runners.llm import as_node_error, endpoint_for, first_messages, usage_log
+from services.executor.runners.llm import (
+    as_node_error,
+    call_model,
+    endpoint_for,
+    first_messages,
+    usage_log,
+)
 from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_schema
 from shared.i18n import Language, Message
 from shared.workflow.nodes import AgentData
@@ -74,9 +80,10 @@ async def run_agent(
     logs: list[tuple[str, str]] = []
     for iteration in range(1, config.max_iterations + 1):
         try:
-            response = await services.chat.chat(
+            response = await call_model(
+                services,
                 endpoint,
-                model=config.effective_model,
+                config.effective_model,
                 messages=messages,
                 temperature=config.temperature,
                 max_tokens=config.max_tokens,

@@ -8,10 +8,12 @@ are retried inside the call, then reported as retryable so the node's retry poli
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from services.executor.llm.client import ChatResponse, LLMError
 from services.executor.llm.providers import ProviderEndpoint, resolve_endpoint
+from services.executor.metrics import LLM_CALLS, LLM_SECONDS, LLM_TOKENS, bounded
 from services.executor.runners.builtin import NodeResult, NodeRunError
 from services.executor.runners.context import ChunkSink, NodeServices
 from shared.i18n import Message
@@ -50,6 +52,25 @@ def first_messages(config: ModelNodeData, context: RuntimeContext) -> list[dict[
     return messages
 
 
+async def call_model(
+    services: NodeServices, endpoint: ProviderEndpoint, model: str, **options: Any
+) -> ChatResponse:
+    """One model call, counted and timed by provider and model."""
+    started = time.perf_counter()
+    labels = (endpoint.provider, bounded(model))
+    try:
+        response = await services.chat.chat(endpoint, model=model, **options)
+    except LLMError:
+        LLM_CALLS.labels(*labels, "error").inc()
+        raise
+    finally:
+        LLM_SECONDS.labels(endpoint.provider).observe(time.perf_counter() - started)
+    LLM_CALLS.labels(*labels, "ok").inc()
+    for kind in ("prompt", "completion"):
+        LLM_TOKENS.labels(*labels, kind).inc(response.usage.get(f"{kind}_tokens", 0))
+    return response
+
+
 def usage_log(config: ModelNodeData, response: ChatResponse) -> tuple[str, str]:
     tokens = response.usage.get("total_tokens", 0)
     return ("info", f"LLM {config.provider}/{response.model}: {tokens} tokens")
@@ -60,9 +81,10 @@ async def run_llm(
 ) -> NodeResult:
     endpoint = await endpoint_for(config, services)
     try:
-        response = await services.chat.chat(
+        response = await call_model(
+            services,
             endpoint,
-            model=config.effective_model,
+            config.effective_model,
             messages=first_messages(config, context),
             temperature=config.temperature,
             max_tokens=config.max_tokens,
