@@ -37,6 +37,7 @@ class PlatformSettings(BaseSettings):
 
     environment: Environment = "production"
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

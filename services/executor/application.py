@@ -17,6 +17,7 @@ from services.executor.metrics import count_execution_event
 from services.executor.settings import ExecutorSettings
 from shared.errors import NotFound
 from shared.eventstore import EventSourcedApplication
+from shared.tracing import inject_headers
 
 
 class ExecutionNotFound(NotFound):
@@ -61,6 +62,7 @@ class ExecutorApplication(EventSourcedApplication):
             str(workflow["name"]),
             {"nodes": workflow["nodes"], "edges": workflow["edges"]},
             input_data,
+            dict(inject_headers({})),
         )
         self.save(execution)
         return execution

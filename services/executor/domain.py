@@ -33,6 +33,7 @@ class Execution(Aggregate):
         workflow_name: str,
         graph: dict[str, Any],
         input_data: dict[str, Any],
+        trace: dict[str, str] | None = None,
     ) -> None:
         self.owner_id = owner_id
         self.workflow_id = workflow_id
@@ -46,6 +47,9 @@ class Execution(Aggregate):
         self.error: dict[str, Any] | None = None
         self.current_node: str | None = None
         self.log_count = 0
+        # The W3C trace context of the request that started the run: every node it dispatches
+        # joins that trace.
+        self.trace = trace or {}
 
     # -- commands that decide ----------------------------------------------------------------
 

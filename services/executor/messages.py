@@ -54,6 +54,7 @@ class NodeRunCommand(BaseModel):
     upstream: list[str]
     loops: list[LoopFrameIn] = Field(default_factory=list)  # outermost first
     owner_id: str = ""  # whose data sources the node may query
+    trace: dict[str, str] = Field(default_factory=dict)  # the execution's trace context
     language: str = "zh"
 
     @property

@@ -12,6 +12,7 @@ import logging
 from uuid import UUID
 
 from nats.aio.msg import Msg
+from opentelemetry.trace import SpanKind
 
 from services.executor.application import ExecutorApplication
 from services.executor.domain import FINAL_STATUSES, Execution
@@ -26,10 +27,12 @@ from shared.bus.streams import (
     NODE_RUNS_STREAM,
     NODE_WORKERS_DURABLE,
 )
+from shared.tracing import context_from, inject_headers, tracer
 from shared.workflow.graph import GraphIndex
 from shared.workflow.model import WorkflowGraph
 
 log = logging.getLogger("agentflow.orchestrator")
+_tracer = tracer("agentflow.orchestrator")
 
 ORCHESTRATOR_DURABLE = "orchestrator"
 
@@ -127,10 +130,26 @@ class Orchestrator:
 
     async def _dispatch(self, commands: list[NodeRunCommand]) -> None:
         if commands:
-            await self._bus.publish_batch(
-                [OutgoingMessage(NODE_RUN_SUBJECT, c.model_dump_json().encode(), c.msg_id)
-                 for c in commands]
-            )  # fmt: skip
+            await self._bus.publish_batch([self._outgoing(c) for c in commands])
+
+    @staticmethod
+    def _outgoing(command: NodeRunCommand) -> OutgoingMessage:
+        """The command as a message whose headers carry a span of the execution's trace."""
+        attributes: dict[str, str | int] = {
+            "agentflow.execution_id": command.execution_id,
+            "agentflow.node_id": command.node_id,
+            "agentflow.attempt": command.attempt,
+        }
+        with _tracer.start_as_current_span(
+            f"dispatch {command.node_type}",
+            context=context_from(command.trace),
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
+        ):
+            headers = dict(inject_headers({}))
+        return OutgoingMessage(
+            NODE_RUN_SUBJECT, command.model_dump_json().encode(), command.msg_id, headers
+        )
 
     def _index(self, execution: Execution) -> GraphIndex:
         index = self._indexes.get(execution.id)

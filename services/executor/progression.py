@@ -426,6 +426,7 @@ class Progression:
             ],
             language=self.language,
             owner_id=str(self.execution.owner_id),
+            trace=dict(getattr(self.execution, "trace", {}) or {}),
         )
 
     # -- restarts and the end ----------------------------------------------------------------

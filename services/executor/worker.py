@@ -20,6 +20,7 @@ import time
 
 import httpx
 from nats.aio.msg import Msg
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import start_http_server
 from pydantic import ValidationError as PydanticValidationError
 
@@ -50,9 +51,11 @@ from shared.bus.streams import (
 from shared.i18n import Language, Message
 from shared.logging import configure_logging
 from shared.security.tokens import TokenService
+from shared.tracing import context_from, tracer
 from shared.workflow.nodes import AgentData, LLMData, TransformData, parse_node_data
 
 log = logging.getLogger("agentflow.worker")
+_tracer = tracer("agentflow.worker")
 
 WORKERS_DURABLE = NODE_WORKERS_DURABLE
 _GAVE_UP = Message(
@@ -107,7 +110,20 @@ class Worker:
         else:
             heartbeat = asyncio.create_task(self._heartbeat(message))
             try:
-                result = await self.run(command)
+                with _tracer.start_as_current_span(
+                    f"run {command.node_type}",
+                    context=context_from(message.headers),
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "agentflow.execution_id": command.execution_id,
+                        "agentflow.node_id": command.node_id,
+                        "agentflow.attempt": command.attempt,
+                        "agentflow.delivery": deliveries,
+                    },
+                ) as span:
+                    result = await self.run(command)
+                    if not result.ok:
+                        span.set_status(StatusCode.ERROR, result.error or "failed")
             finally:
                 heartbeat.cancel()
             NODE_RUNS.labels(command.node_type, _outcome(result)).inc()

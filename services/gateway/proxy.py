@@ -8,6 +8,7 @@ from fastapi import Request, Response
 from services.gateway import messages
 from services.gateway.settings import GatewaySettings
 from shared.errors import GatewayTimeout, PayloadTooLarge, ServiceUnavailable
+from shared.tracing import inject_headers
 from shared.web.middleware import request_id_var
 
 # Connection-level headers are the proxy's own business (RFC 9110 §7.6.1).
@@ -67,6 +68,10 @@ class UpstreamClient:
         body = await self._read_body(request)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         headers["x-request-id"] = request_id_var.get()
+        # The caller's traceparent is replaced by the gateway's own span (its child).
+        headers.pop("traceparent", None)
+        headers.pop("tracestate", None)
+        inject_headers(headers)
         headers["accept-encoding"] = "identity"
         if request.client is not None:
             prior = request.headers.get("x-forwarded-for")

@@ -32,6 +32,9 @@ def build_app(
         description=description,
         version="1.0.0",
         lifespan=lifespan,
+        # Our middleware makes the one server span per request (shared/tracing.py), named by
+        # route and carrying the request id; FastAPI's own would be a second, unlinked one.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         **kwargs,
     )
     install_error_handlers(app)

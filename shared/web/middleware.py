@@ -7,14 +7,20 @@ import logging
 import time
 import uuid
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.tracing import context_from
 
 REQUEST_ID_HEADER = "x-request-id"
 access_log = logging.getLogger("agentflow.access")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
+_tracer = trace.get_tracer("agentflow.http")
 HTTP_REQUESTS = Counter(
     "agentflow_http_requests_total",
     "HTTP requests served, by route template and status.",
@@ -61,12 +67,30 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        method = scope.get("method", "")
+        carrier = {
+            key.decode("latin-1"): value.decode("latin-1")
+            for key, value in scope.get("headers", [])
+            if key in (b"traceparent", b"tracestate")
+        }
+        span = _tracer.start_span(
+            method, context=context_from(carrier), kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "agentflow.request_id": request_id},
+        )  # fmt: skip
+        span_context = trace.set_span_in_context(span)
+        attached = otel_context.attach(span_context)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            otel_context.detach(attached)
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
-            method = scope.get("method", "")
+            span.update_name(f"{method} {route}")
+            span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(StatusCode.ERROR)
+            span.end()
             HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
             HTTP_LATENCY.labels(self.service, method, route).observe(elapsed)
             # The path only: query strings may carry tokens (e.g. WebSocket `?token=`).

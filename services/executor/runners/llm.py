@@ -11,6 +11,8 @@ import json
 import time
 from typing import Any
 
+from opentelemetry.trace import SpanKind, StatusCode
+
 from services.executor.llm.client import ChatResponse, LLMError
 from services.executor.llm.providers import ProviderEndpoint, resolve_endpoint
 from services.executor.metrics import LLM_CALLS, LLM_SECONDS, LLM_TOKENS, bounded
@@ -18,10 +20,12 @@ from services.executor.runners.builtin import NodeResult, NodeRunError
 from services.executor.runners.context import ChunkSink, NodeServices
 from shared.i18n import Message
 from shared.net.outbound import OutboundRefused, check_url
+from shared.tracing import tracer
 from shared.workflow.nodes import LLMData, ModelNodeData
 from shared.workflow.references import RuntimeContext
 from shared.workflow.templates import render
 
+_tracer = tracer("agentflow.llm")
 _NOT_JSON = Message(
     "模型的回答不是 JSON 对象:{detail}", "the model's answer is not a JSON object: {detail}"
 )
@@ -58,13 +62,19 @@ async def call_model(
     """One model call, counted and timed by provider and model."""
     started = time.perf_counter()
     labels = (endpoint.provider, bounded(model))
-    try:
-        response = await services.chat.chat(endpoint, model=model, **options)
-    except LLMError:
-        LLM_CALLS.labels(*labels, "error").inc()
-        raise
-    finally:
-        LLM_SECONDS.labels(endpoint.provider).observe(time.perf_counter() - started)
+    attributes = {"gen_ai.system": endpoint.provider, "gen_ai.request.model": model}
+    with _tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT,
+                                       attributes=attributes) as span:  # fmt: skip
+        try:
+            response = await services.chat.chat(endpoint, model=model, **options)
+        except LLMError as exc:
+            LLM_CALLS.labels(*labels, "error").inc()
+            span.set_status(StatusCode.ERROR, exc.render("en"))
+            raise
+        finally:
+            LLM_SECONDS.labels(endpoint.provider).observe(time.perf_counter() - started)
+        span.set_attribute("gen_ai.usage.input_tokens", response.usage.get("prompt_tokens", 0))
+        span.set_attribute("gen_ai.usage.output_tokens", response.usage.get("completion_tokens", 0))
     LLM_CALLS.labels(*labels, "ok").inc()
     for kind in ("prompt", "completion"):
         LLM_TOKENS.labels(*labels, kind).inc(response.usage.get(f"{kind}_tokens", 0))
