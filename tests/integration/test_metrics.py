@@ -4,8 +4,11 @@ data source queries, the node queue and the outbox relay."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -49,6 +52,7 @@ def test_a_run_and_a_query_show_up_in_the_metrics(stack: Stack, me: httpx.Client
     assert (
         me.post(f"/api/v1/data-sources/{source['id']}/query", json={"query": ""}).status_code == 200
     )
+    assert me.post(f"/api/v1/data-sources/{source['id']}/test").json()["status"] == "success"
 
     after = [samples(url) for url in workers]
 
@@ -84,3 +88,32 @@ def test_a_run_and_a_query_show_up_in_the_metrics(stack: Stack, me: httpx.Client
     assert total(gateway, "agentflow_http_requests_total") > 0
     for labels in [dict(ls) for (n, ls) in gateway if n == "agentflow_http_requests_total"]:
         assert all(len(v) < 80 for v in labels.values())  # bounded: routes, not raw paths
+
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
+_METRIC = re.compile(r"\b((?:agentflow|process)_[a-z0-9_]+)\b")
+
+
+def test_every_metric_the_dashboards_query_is_exported(stack: Stack, me: httpx.Client) -> None:
+    # The workload above ran in this module's stack; run it again in case this test runs alone.
+    test_a_run_and_a_query_show_up_in_the_metrics(stack, me)
+    exported: set[str] = set()
+    urls = [stack.base_url, stack.auth.base_url, stack.workflows.base_url,
+            stack.executor.base_url, stack.datasources.base_url,
+            *(f"http://127.0.0.1:{w.port}" for w in stack.workers)]  # fmt: skip
+    for url in urls:
+        exported |= {name for name, _ in samples(url)}
+    boards = sorted(DASHBOARDS.glob("*.json"))
+    assert len(boards) >= 4
+    for board in boards:
+        dashboard = json.loads(board.read_text())
+        assert any(v["type"] == "datasource" for v in dashboard["templating"]["list"])
+        queried = {
+            name
+            for panel in dashboard["panels"]
+            for target in panel["targets"]
+            for name in _METRIC.findall(target["expr"])
+        }
+        assert queried, board.name
+        missing = sorted(queried - exported)
+        assert not missing, f"{board.name} queries metrics nobody exports: {missing}"
