@@ -17,6 +17,7 @@ from shared.readmodel import read_model_engine, read_model_metadata
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
 from shared.web.app import event_sourced_app
+from shared.web.history import history_router
 
 
 def connector_settings(settings: DataSourcesSettings) -> ConnectorSettings:
@@ -51,7 +52,15 @@ def create_app(settings: DataSourcesSettings | None = None) -> FastAPI:
         title="Agentflow data sources service",
         description="MySQL, PostgreSQL, HTTP API and JSON data sources: tests and safe queries.",
         runtime=runtime,
-        routers=[api.router],
+        routers=[
+            api.router,
+            history_router(
+                prefix="/api/v1/data-sources",
+                tag="数据源 data sources",
+                application_attr="data_sources",
+                aggregate_type="DataSource",
+            ),
+        ],
         state={
             "settings": settings,
             "data_sources": application,

@@ -18,6 +18,7 @@ from shared.readmodel import read_model_engine, read_model_metadata
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
 from shared.web.app import event_sourced_app
+from shared.web.history import history_router
 
 
 def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
@@ -56,7 +57,16 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         title="Agentflow executor",
         description="Executions: durable runs of workflows over JetStream.",
         runtime=runtime,
-        routers=[api.router, logs_api.router],
+        routers=[
+            api.router,
+            logs_api.router,
+            history_router(
+                prefix="/api/v1/executions",
+                tag="执行 executions",
+                application_attr="executor",
+                aggregate_type="Execution",
+            ),
+        ],
         state={
             "settings": settings,
             "executor": application,

@@ -16,6 +16,7 @@ from shared.readmodel import read_model_engine, read_model_metadata
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
 from shared.web.app import event_sourced_app
+from shared.web.history import history_router
 
 
 def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
@@ -38,7 +39,15 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
         title="Agentflow workflows service",
         description="Workflow definitions, versions, templates, import and export.",
         runtime=runtime,
-        routers=[api.router],
+        routers=[
+            api.router,
+            history_router(
+                prefix="/api/v1/workflows",
+                tag="工作流 workflows",
+                application_attr="workflows",
+                aggregate_type="Workflow",
+            ),
+        ],
         state={
             "settings": settings,
             "workflows": application,
