@@ -23,6 +23,9 @@ class ExecutorSettings(ServiceSettings):
     worker_metrics_port: int = Field(default=8110, ge=0, le=65535)
     worker_metrics_host: str = "127.0.0.1"
     node_ack_wait_s: float = Field(default=30.0, ge=1.0, le=3600.0)
+    # On SIGTERM a worker finishes its nodes for this long, then releases the rest; keep it
+    # below the pod's terminationGracePeriodSeconds.
+    worker_shutdown_grace_s: float = Field(default=60.0, ge=0.0, le=3600.0)
     node_max_deliveries: int = Field(default=5, ge=1, le=100)
     # Model calls: retries inside one attempt on 429/5xx/timeouts, with exponential backoff.
     llm_max_retries: int = Field(default=2, ge=0, le=10)

@@ -284,7 +284,12 @@ async def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         log.info("worker started; waiting for node runs")
         await stop.wait()
-        await worker.consumer.stop()
+        # Graceful: take nothing new; finish what is in hand within the grace period, then
+        # hand the rest back so another worker runs it now (not after the ack wait).
+        log.info(
+            "stopping: finishing nodes in hand for up to %gs", settings.worker_shutdown_grace_s
+        )
+        await worker.consumer.stop(grace_s=settings.worker_shutdown_grace_s)
         await bus.close()
 
 

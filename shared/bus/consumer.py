@@ -66,11 +66,20 @@ class PullConsumer:
     def start(self) -> None:
         self._bus.on_connected(self._rebuild)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking messages; let the ones in hand finish within `grace_s` (None: wait
+        for them all), then give the rest back to JetStream (nak), so another consumer of
+        the durable takes them at once instead of after the ack wait."""
         self._stopped = True
         await self._cancel_loop()
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if not self._in_flight:
+            return
+        pending = set(self._in_flight)
+        if grace_s is not None:
+            _, pending = await asyncio.wait(pending, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _rebuild(self, js: JetStreamContext) -> None:
         if self._stopped:
@@ -140,6 +149,10 @@ class PullConsumer:
     async def _handle_in_slot(self, message: Msg) -> None:
         try:
             await self._handle(message)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(message.nak())  # released, not lost
+            raise
         finally:
             self._slots.release()
 

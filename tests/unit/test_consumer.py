@@ -10,7 +10,7 @@ from pathlib import Path
 from nats.aio.msg import Msg
 
 from shared.bus.client import BusUnavailable, JetStreamBus
-from shared.bus.consumer import PullConsumer
+from shared.bus.consumer import Handler, PullConsumer
 from shared.settings import PlatformSettings
 from tests.support.processes import NatsServer
 
@@ -153,3 +153,39 @@ async def test_a_concurrent_consumer_handles_up_to_its_limit_at_once(
     finally:
         await consumer.stop()
         await bus.close()
+
+
+async def test_stopping_gives_unfinished_messages_back_at_once(nats_server: NatsServer) -> None:
+    settings = PlatformSettings(jwt_secret=SECRET, nats_url=nats_server.url)
+    first_bus, second_bus = JetStreamBus(settings, name="s1"), JetStreamBus(settings, name="s2")
+    finished: list[str] = []
+    topic = uuid.uuid4().hex
+
+    async def never_done(message: Msg) -> None:
+        await asyncio.sleep(3600)
+
+    async def quick(message: Msg) -> None:
+        finished.append(message.data.decode())
+
+    def consumer(bus: JetStreamBus, handler: Handler) -> PullConsumer:
+        return PullConsumer(bus, stream="EVENTS", durable=f"shared-{topic}",
+                            subject=f"events.test.{topic}.>", handler=handler,
+                            concurrency=2, ack_wait_s=60)  # fmt: skip
+
+    slow = consumer(first_bus, never_done)
+    slow.start()
+    first_bus.start()
+    try:
+        await first_bus.wait_ready(timeout=10)
+        await publish(first_bus, topic, 1)
+        await wait_until(lambda: len(slow._in_flight) == 1)
+        await slow.stop(grace_s=0.1)  # the node in hand does not finish: it is released
+        fast = consumer(second_bus, quick)
+        fast.start()
+        second_bus.start()
+        # Redelivered by the nak, long before the 60 s ack wait would have.
+        await wait_until(lambda: finished == ["1"], timeout=15)
+        await fast.stop()
+    finally:
+        await first_bus.close()
+        await second_bus.close()
