@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 
 import httpx
 from nats.aio.msg import Msg
@@ -121,12 +122,12 @@ class Worker:
                         "agentflow.delivery": deliveries,
                     },
                 ) as span:
-                    result = await self.run(command)
+                    result, outcome = await self.run(command)
                     if not result.ok:
                         span.set_status(StatusCode.ERROR, result.error or "failed")
             finally:
                 heartbeat.cancel()
-            NODE_RUNS.labels(command.node_type, _outcome(result)).inc()
+            NODE_RUNS.labels(command.node_type, outcome).inc()
             NODE_RUN_SECONDS.labels(command.node_type).observe(result.duration_ms / 1000)
         # Publish before the ack (the consumer acks when this returns): a crash in between
         # re-runs the node and re-publishes a result that JetStream deduplicates.
@@ -147,8 +148,9 @@ class Worker:
             with contextlib.suppress(Exception):
                 await message.in_progress()
 
-    async def run(self, command: NodeRunCommand) -> NodeRunResult:
-        """Run one node attempt; every failure becomes a result, never an exception."""
+    async def run(self, command: NodeRunCommand) -> tuple[NodeRunResult, str]:
+        """Run one node attempt; every failure becomes a result, never an exception. The
+        outcome (ok, failed, retryable, timeout) labels the node-run metrics."""
         started = time.perf_counter()
         language = self._language(command)
         timeout = node_timeout(command)
@@ -156,16 +158,17 @@ class Worker:
             result = await asyncio.wait_for(self._execute(command, language), timeout)
         except TimeoutError:
             text = _TIMED_OUT.render(language, seconds=f"{timeout:g}")
-            return self._failure(command, text, _ms(started), retryable=True)
+            return self._failure(command, text, _ms(started), retryable=True), "timeout"
         except NodeRunError as exc:
-            return self._failure(
+            failure = self._failure(
                 command, exc.render(language), _ms(started), exc.retryable, exc.logs
             )
+            return failure, "retryable" if exc.retryable else "failed"
         except Exception as exc:
             log.exception("node %s failed unexpectedly", command.msg_id)
             text = _INTERNAL.render(language, kind=type(exc).__name__)
-            return self._failure(command, text, _ms(started))
-        return NodeRunResult(
+            return self._failure(command, text, _ms(started)), "failed"
+        success = NodeRunResult(
             execution_id=command.execution_id,
             run_key=command.run_key,
             attempt=command.attempt,
@@ -175,6 +178,7 @@ class Worker:
             duration_ms=_ms(started),
             logs=list(result.logs),
         )
+        return success, "ok"
 
     async def _execute(self, command: NodeRunCommand, language: Language) -> NodeResult:
         context = command.context()
@@ -229,7 +233,7 @@ class Worker:
         error: str,
         duration_ms: int,
         retryable: bool = False,
-        logs: object = (),
+        logs: Sequence[tuple[str, str]] = (),
     ) -> NodeRunResult:
         return NodeRunResult(
             execution_id=command.execution_id,
@@ -239,16 +243,8 @@ class Worker:
             error=error,
             retryable=retryable,
             duration_ms=duration_ms,
-            logs=list(logs) if isinstance(logs, list | tuple) else [],
+            logs=list(logs),
         )
-
-
-def _outcome(result: NodeRunResult) -> str:
-    if result.ok:
-        return "ok"
-    if result.error is not None and result.retryable and "timed out" in result.error:
-        return "timeout"
-    return "retryable" if result.retryable else "failed"
 
 
 def _ms(started: float) -> int:
