@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from eventsourcing.application import AggregateNotFoundError
 from sqlalchemy.engine import Connection, Engine
 
 from shared.eventstore import EventSourcedApplication
@@ -59,6 +60,26 @@ def tracking_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("name", sa.String(100), primary_key=True),
         sa.Column("position", sa.BigInteger, nullable=False),
     )
+
+
+def rewrite_rows(
+    conn: Connection,
+    table: sa.Table,
+    application: EventSourcedApplication,
+    aggregate_ids: Iterable[UUID],
+    row_of: Callable[[object], dict[str, Any] | None],
+) -> None:
+    """Rewrite each aggregate's row (keyed by `id`) from its current state; `row_of` gives
+    None for aggregates that have no row (another kind, or deleted)."""
+    for aggregate_id in aggregate_ids:
+        conn.execute(table.delete().where(table.c.id == str(aggregate_id)))
+        try:
+            aggregate: object = application.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            continue
+        row = row_of(aggregate)
+        if row is not None:
+            conn.execute(table.insert().values(**row))
 
 
 # Applies the current state of the given aggregates to the read model, in one transaction.

@@ -28,6 +28,7 @@ from services.datasources.schemas import (
     TestOut,
 )
 from shared.errors import BadGateway, BadRequest, GatewayTimeout
+from shared.i18n import Language
 from shared.web.deps import RequestLanguage
 from shared.web.errors import error_responses
 
@@ -181,7 +182,7 @@ async def query_data_source(
     )
 
 
-def _query_error(exc: ConnectorError, language: Any) -> Exception:
+def _query_error(exc: ConnectorError, language: Language) -> Exception:
     reason = exc.render(language)
     if exc.kind == "refused":
         return QueryRefused(reason=reason)

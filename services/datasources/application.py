@@ -103,7 +103,7 @@ class DataSourcesApplication(EventSourcedApplication):
             sorted(secrets),
         )
         self.save(source)
-        return self._view(source)
+        return self.view_of(source)
 
     def update(
         self,
@@ -128,7 +128,7 @@ class DataSourcesApplication(EventSourcedApplication):
                 names = sorted(secrets)
             if source.update(name, description, public, token, names):
                 self.save(source)
-            return self._view(source)
+            return self.view_of(source)
 
         return self.retry_on_conflict(change)
 
@@ -168,7 +168,7 @@ class DataSourcesApplication(EventSourcedApplication):
     # -- queries -----------------------------------------------------------------------------
 
     def get(self, actor: Actor, source_id: UUID) -> DataSourceView:
-        return self._view(self._load(actor, source_id))
+        return self.view_of(self._load(actor, source_id))
 
     def connection(self, actor: Actor, source_id: UUID) -> Connection:
         source = self._load(actor, source_id)
@@ -211,9 +211,6 @@ class DataSourcesApplication(EventSourcedApplication):
         if actor is not None and not actor.is_admin and source.owner_id != actor.user_id:
             raise DataSourceNotFound
         return source
-
-    def _view(self, source: DataSource) -> DataSourceView:
-        return self.view_of(source)
 
     @staticmethod
     def view_of(source: DataSource) -> DataSourceView:

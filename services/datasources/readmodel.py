@@ -12,12 +12,11 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from eventsourcing.application import AggregateNotFoundError
 from sqlalchemy.engine import Connection, Engine
 
 from services.datasources.application import DataSourcesApplication
 from services.datasources.domain import DataSource
-from shared.readmodel import Projection, utc
+from shared.readmodel import Projection, rewrite_rows, utc
 
 
 def data_source_table(metadata: sa.MetaData) -> sa.Table:
@@ -58,31 +57,7 @@ class DataSourceList:
         )
 
     def _refresh(self, conn: Connection, aggregate_ids: Iterable[UUID]) -> None:
-        for aggregate_id in aggregate_ids:
-            conn.execute(self.table.delete().where(self.table.c.id == str(aggregate_id)))
-            try:
-                source: object = self._application.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                continue
-            if not isinstance(source, DataSource) or source.deleted:
-                continue
-            view = self._application.view_of(source)
-            conn.execute(
-                self.table.insert().values(
-                    id=str(view.id),
-                    owner_id=str(view.owner_id),
-                    name=view.name,
-                    type=view.type,
-                    description=view.description,
-                    config=json.dumps(view.config, ensure_ascii=False),
-                    status=view.status,
-                    last_test=json.dumps(view.last_test, ensure_ascii=False)
-                    if view.last_test
-                    else None,
-                    created_at=view.created_at,
-                    updated_at=view.updated_at,
-                )
-            )
+        rewrite_rows(conn, self.table, self._application, aggregate_ids, _row_of)
 
     def query(self, query: ListQuery) -> list[dict[str, Any]]:
         self.projection.catch_up()  # read your writes
@@ -121,3 +96,21 @@ class DataSourceList:
         self.projection.catch_up()
         with self._engine.connect() as conn:
             return [UUID(i) for i in conn.execute(sa.select(self.table.c.id)).scalars()]
+
+
+def _row_of(aggregate: object) -> dict[str, Any] | None:
+    if not isinstance(aggregate, DataSource) or aggregate.deleted:
+        return None
+    view = DataSourcesApplication.view_of(aggregate)
+    return {
+        "id": str(view.id),
+        "owner_id": str(view.owner_id),
+        "name": view.name,
+        "type": view.type,
+        "description": view.description,
+        "config": json.dumps(view.config, ensure_ascii=False),
+        "status": view.status,
+        "last_test": json.dumps(view.last_test, ensure_ascii=False) if view.last_test else None,
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+    }

@@ -9,12 +9,11 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from eventsourcing.application import AggregateNotFoundError
 from sqlalchemy.engine import Connection, Engine
 
 from services.executor.domain import FINAL_STATUSES, Execution
 from shared.eventstore import EventSourcedApplication
-from shared.readmodel import Projection, contains_text, utc
+from shared.readmodel import Projection, contains_text, rewrite_rows, utc
 
 
 def execution_table(metadata: sa.MetaData) -> sa.Table:
@@ -59,15 +58,7 @@ class ExecutionList:
         )
 
     def _refresh(self, conn: Connection, aggregate_ids: Iterable[UUID]) -> None:
-        for aggregate_id in aggregate_ids:
-            try:
-                execution: object = self._application.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                continue
-            if not isinstance(execution, Execution):
-                continue
-            conn.execute(self.table.delete().where(self.table.c.id == str(aggregate_id)))
-            conn.execute(self.table.insert().values(**_row(execution)))
+        rewrite_rows(conn, self.table, self._application, aggregate_ids, _row_of)
 
     def query(self, query: ExecutionQuery) -> list[dict[str, Any]]:
         self.projection.catch_up()  # read your writes
@@ -99,6 +90,10 @@ class ExecutionList:
                 sa.select(t.c.id).where(t.c.status.not_in(sorted(FINAL_STATUSES)))
             ).all()
         return [UUID(row[0]) for row in rows]
+
+
+def _row_of(aggregate: object) -> dict[str, Any] | None:
+    return _row(aggregate) if isinstance(aggregate, Execution) else None
 
 
 def _row(execution: Execution) -> dict[str, Any]:

@@ -9,12 +9,11 @@ from typing import Any, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
-from eventsourcing.application import AggregateNotFoundError
 from sqlalchemy.engine import Connection, Engine
 
 from services.workflows.domain import Workflow
 from shared.eventstore import EventSourcedApplication
-from shared.readmodel import Projection, contains_text, utc
+from shared.readmodel import Projection, contains_text, rewrite_rows, utc
 
 SortField = Literal["name", "created_at", "updated_at"]
 SortOrder = Literal["asc", "desc"]
@@ -62,15 +61,7 @@ class WorkflowList:
         self.projection = Projection("workflow_list", application, engine, metadata, self._refresh)
 
     def _refresh(self, conn: Connection, aggregate_ids: Iterable[UUID]) -> None:
-        for aggregate_id in aggregate_ids:
-            conn.execute(self.table.delete().where(self.table.c.id == str(aggregate_id)))
-            try:
-                workflow: object = self._application.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                continue
-            if not isinstance(workflow, Workflow) or workflow.deleted:
-                continue
-            conn.execute(self.table.insert().values(**_row(workflow)))
+        rewrite_rows(conn, self.table, self._application, aggregate_ids, _row_of)
 
     def query(self, query: ListQuery) -> list[dict[str, Any]]:
         # Read your writes: whatever this replica (or another) stored is projected first.
@@ -89,6 +80,12 @@ class WorkflowList:
         with self._engine.connect() as conn:
             rows = conn.execute(statement).mappings().all()
         return [_item(row) for row in rows]
+
+
+def _row_of(aggregate: object) -> dict[str, Any] | None:
+    if not isinstance(aggregate, Workflow) or aggregate.deleted:
+        return None
+    return _row(aggregate)
 
 
 def _row(workflow: Workflow) -> dict[str, Any]:
