@@ -113,6 +113,8 @@ class Projection:
         self._refresh = refresh
         self._batch_size = batch_size
         self._lock = threading.Lock()
+        # The furthest position this process saw applied (by itself or another replica).
+        self._seen = 0
 
     def create_tables(self) -> None:
         self._metadata.create_all(self._engine, checkfirst=True)
@@ -126,6 +128,10 @@ class Projection:
 
     def catch_up(self) -> int:
         """Apply everything stored since the last position; return how many notifications."""
+        # The fast path of every read: nothing stored past what is known to be applied, so no
+        # lock and no transaction (reads would otherwise queue behind one another here).
+        if (self._application.recorder.max_notification_id() or 0) <= self._seen:
+            return 0
         applied = 0
         with self._lock:
             while True:
@@ -137,6 +143,7 @@ class Projection:
     def rebuild(self) -> int:
         """Forget every row and the position, then project the whole log again."""
         with self._lock, self._engine.begin() as conn:
+            self._seen = 0
             for table in reversed(self._metadata.sorted_tables):
                 if table is self._tracking:
                     conn.execute(table.delete().where(table.c.name == self.name))
@@ -154,6 +161,7 @@ class Projection:
             notifications = self._application.recorder.select_notifications(
                 position, self._batch_size, inclusive_of_start=False
             )
+            self._seen = max(self._seen, position)
             if not notifications:
                 return 0
             touched = list(dict.fromkeys(UUID(str(n.originator_id)) for n in notifications))
@@ -167,7 +175,8 @@ class Projection:
                     .where(self._tracking.c.name == self.name)
                     .values(position=last)
                 )
-            return len(notifications)
+        self._seen = max(self._seen, last)  # committed
+        return len(notifications)
 
 
 class ProjectionRunner:

@@ -53,6 +53,9 @@ class PlatformSettings(BaseSettings):
     events_duplicate_window_s: float = Field(default=600.0, gt=0)
     events_max_age_days: float = Field(default=365.0, gt=0)
     events_max_bytes: int = Field(default=-1)
+    # Copies of every stream on a NATS cluster (3 in production: a node may be lost). Raising
+    # it later applies to existing streams too; it cannot exceed the cluster's size.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
 
     store: StoreKind = "sqlite"
     data_dir: Path = Path(".data")

@@ -26,7 +26,12 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
     configure_logging(settings, service="executor")
     application = ExecutorApplication(settings)
     runtime = ServiceRuntime(application, to_integration_event, source="executor")
-    orchestrator = Orchestrator(application, runtime.bus)
+    orchestrator = Orchestrator(
+        application,
+        runtime.bus,
+        inline=settings.inline_control_nodes,
+        node_ack_wait_s=settings.node_ack_wait_s,
+    )
     engine = read_model_engine(settings)
     executions = ExecutionList(application, engine, read_model_metadata(settings))
     runtime.add_projection(executions.projection)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from shared.i18n import Message
 from shared.workflow.references import LoopFrame, RuntimeContext
+
+if TYPE_CHECKING:
+    from services.executor.runners.builtin import NodeResult
 
 EXECUTION_NOT_FOUND = Message("执行记录不存在", "Execution not found")
 NOT_RESUMABLE = Message(
@@ -24,6 +28,9 @@ WORKFLOW_INVALID = Message(
 )
 WORKFLOWS_DOWN = Message("工作流服务暂不可用", "The workflows service is unavailable")
 NODE_FAILED = Message("节点 {node_id} 执行失败:{error}", "Node {node_id} failed: {error}")
+NODE_INTERNAL_ERROR = Message(
+    "执行节点时发生内部错误({kind})", "internal error while running the node ({kind})"
+)
 NOT_SUPPORTED_YET = Message(
     "节点类型 {type} 暂未在执行器中实现", "Node type {type} is not implemented by the executor yet"
 )
@@ -91,3 +98,41 @@ class NodeRunResult(BaseModel):
     @property
     def msg_id(self) -> str:
         return f"{self.execution_id}:{self.run_key}:{self.attempt}:result"
+
+    @classmethod
+    def succeeded(
+        cls, execution_id: str, run_key: str, attempt: int, result: NodeResult, duration_ms: int
+    ) -> NodeRunResult:
+        return cls(
+            execution_id=execution_id,
+            run_key=run_key,
+            attempt=attempt,
+            ok=True,
+            output=result.output,
+            branch=result.branch,
+            duration_ms=duration_ms,
+            logs=list(result.logs),
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        execution_id: str,
+        run_key: str,
+        attempt: int,
+        error: str,
+        duration_ms: int,
+        *,
+        retryable: bool = False,
+        logs: Sequence[tuple[str, str]] = (),
+    ) -> NodeRunResult:
+        return cls(
+            execution_id=execution_id,
+            run_key=run_key,
+            attempt=attempt,
+            ok=False,
+            error=error,
+            retryable=retryable,
+            duration_ms=duration_ms,
+            logs=list(logs),
+        )

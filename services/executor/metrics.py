@@ -12,13 +12,13 @@ EXECUTIONS = Counter(
 )
 NODE_RUNS = Counter(
     "agentflow_node_runs_total",
-    "Node attempts finished by workers.",
-    ["node_type", "outcome"],  # ok, failed, retryable, timeout, gave_up
+    "Node attempts finished, by workers or (control nodes) inline by the orchestrator.",
+    ["node_type", "outcome", "runner"],  # outcome: ok, failed, retryable, timeout, gave_up
 )
 NODE_RUN_SECONDS = Histogram(
     "agentflow_node_run_seconds",
-    "Wall time of one node attempt on a worker.",
-    ["node_type"],
+    "Wall time of one node attempt.",
+    ["node_type", "runner"],  # runner: worker, orchestrator
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 NODE_QUEUE = Gauge(

@@ -12,12 +12,13 @@ import logging
 from uuid import UUID
 
 from nats.aio.msg import Msg
-from opentelemetry.trace import SpanKind
+from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind, StatusCode
 
 from services.executor.application import ExecutorApplication
 from services.executor.domain import FINAL_STATUSES, Execution
 from services.executor.messages import NodeRunCommand, NodeRunResult
-from services.executor.metrics import NODE_QUEUE
+from services.executor.metrics import NODE_QUEUE, NODE_RUN_SECONDS, NODE_RUNS
 from services.executor.progression import Progression, apply_result
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.consumer import PullConsumer
@@ -26,6 +27,7 @@ from shared.bus.streams import (
     NODE_RUN_SUBJECT,
     NODE_RUNS_STREAM,
     NODE_WORKERS_DURABLE,
+    node_workers_consumer,
 )
 from shared.tracing import context_from, inject_headers, tracer
 from shared.workflow.graph import GraphIndex
@@ -37,10 +39,23 @@ _tracer = tracer("agentflow.orchestrator")
 ORCHESTRATOR_DURABLE = "orchestrator"
 
 
+Retry = tuple[str, int, float]  # run key, next attempt, delay in seconds
+
+
 class Orchestrator:
-    def __init__(self, application: ExecutorApplication, bus: JetStreamBus) -> None:
+    def __init__(
+        self,
+        application: ExecutorApplication,
+        bus: JetStreamBus,
+        *,
+        inline: bool = True,
+        node_ack_wait_s: float = 30.0,
+        concurrency: int = 32,
+    ) -> None:
         self._app = application
         self._bus = bus
+        self._inline = inline  # run control nodes here (services/executor/inline.py)
+        self._node_ack_wait_s = node_ack_wait_s
         self._indexes: dict[UUID, GraphIndex] = {}
         self._locks: dict[UUID, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -51,14 +66,26 @@ class Orchestrator:
             durable=ORCHESTRATOR_DURABLE,
             subject="evt.node.>",
             handler=self.on_result,
+            # Results of different executions are applied side by side; one execution's
+            # wait for its lock (`advance`), so they are still applied one at a time.
+            concurrency=concurrency,
         )
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._bus.on_connected(self._declare_worker_queue)
         self.results.start()
         watch = asyncio.create_task(self._watch_queue())
         self._tasks.add(watch)
         watch.add_done_callback(self._tasks.discard)
+
+    async def _declare_worker_queue(self, js: JetStreamContext) -> None:
+        """Make the workers' consumer exist before any worker does: with none running (scaled
+        to zero), the queue's lag is still measured on it and wakes the autoscaler."""
+        try:
+            await js.add_consumer(NODE_RUNS_STREAM, node_workers_consumer(self._node_ack_wait_s))
+        except Exception as exc:  # e.g. NATS went away again; the next connect retries
+            log.warning("declaring the workers' consumer failed: %r", exc)
 
     async def _watch_queue(self, every_s: float = 5.0) -> None:
         """Keep the node-run queue gauges current (what autoscaling and dashboards read)."""
@@ -113,7 +140,7 @@ class Orchestrator:
         """Decide and send what comes next; with `result`, record it first (one save)."""
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         async with lock:
-            commands, retry_in, finished = await asyncio.to_thread(
+            commands, retries, finished = await asyncio.to_thread(
                 self._decide, execution_id, recover, result
             )
             try:
@@ -122,8 +149,8 @@ class Orchestrator:
                 # The decisions are stored: send again (as after a restart) once NATS is back.
                 log.warning("NATS unavailable; re-sending %s's commands shortly", execution_id)
                 self.kick(execution_id, 1.0, recover=True)
-        if result is not None and retry_in is not None:
-            self.kick_retry(execution_id, result.run_key, result.attempt + 1, retry_in)
+        for run_key, attempt, delay_s in retries:
+            self.kick_retry(execution_id, run_key, attempt, delay_s)
         if finished:
             self._locks.pop(execution_id, None)
             self._indexes.pop(execution_id, None)
@@ -158,26 +185,54 @@ class Orchestrator:
             self._indexes[execution.id] = index
         return index
 
+    def _progression(self, execution: Execution) -> Progression:
+        return Progression(execution, self._index(execution), inline=self._inline)
+
     def _decide(
         self, execution_id: UUID, recover: bool, result: NodeRunResult | None
-    ) -> tuple[list[NodeRunCommand], float | None, bool]:
-        dispatch: list[NodeRunCommand] = []
-        retry_in: list[float] = []
+    ) -> tuple[list[NodeRunCommand], list[Retry], bool]:
+        passes: list[Progression] = []  # the last one is the pass that was saved
 
         def step(execution: Execution) -> bool:
-            index = self._index(execution)
-            recorded, delay = False, None
+            recorded = False
+            retries: list[Retry] = []
             if result is not None:
-                recorded, delay = apply_result(execution, index, result)
-            retry_in[:] = [delay] if delay is not None else []
-            progression = Progression(execution, index)
+                recorded, delay = apply_result(execution, self._index(execution), result)
+                if delay is not None:
+                    retries.append((result.run_key, result.attempt + 1, delay))
+            progression = self._progression(execution)
+            progression.retries.extend(retries)
             progression.run(recover=recover)
-            dispatch[:] = progression.commands
+            passes.append(progression)
             return recorded or progression.changed
 
         execution = self._app.change(execution_id, step)
-        finished = execution.status in FINAL_STATUSES
-        return list(dispatch), (retry_in[0] if retry_in else None), finished
+        return self._settled(passes[-1]), passes[-1].retries, execution.status in FINAL_STATUSES
+
+    @staticmethod
+    def _settled(progression: Progression) -> list[NodeRunCommand]:
+        """Report the control nodes the saved pass ran (metrics, and a span each in the
+        execution's trace); its commands are what to send."""
+        trace = context_from(getattr(progression.execution, "trace", None) or {})
+        for run in progression.ran_inline:
+            NODE_RUNS.labels(run.node_type, run.outcome, "orchestrator").inc()
+            NODE_RUN_SECONDS.labels(run.node_type, "orchestrator").observe(run.seconds)
+            span = _tracer.start_span(
+                f"run {run.node_type}",
+                context=trace,
+                kind=SpanKind.INTERNAL,
+                start_time=run.started_ns,
+                attributes={
+                    "agentflow.execution_id": str(progression.execution.id),
+                    "agentflow.node_id": run.node_id,
+                    "agentflow.attempt": run.attempt,
+                    "agentflow.runner": "orchestrator",
+                },
+            )
+            if run.outcome != "ok":
+                span.set_status(StatusCode.ERROR, run.outcome)
+            span.end(end_time=run.ended_ns)
+        return progression.commands
 
     # -- results -----------------------------------------------------------------------------
 
@@ -194,20 +249,31 @@ class Orchestrator:
         await asyncio.sleep(delay_s)
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         async with lock:
-            command = await asyncio.to_thread(self._restart, execution_id, run_key, attempt)
+            commands, retries, finished = await asyncio.to_thread(
+                self._restart, execution_id, run_key, attempt
+            )
             try:
-                await self._dispatch([command] if command is not None else [])
+                await self._dispatch(commands)
             except BusUnavailable:
                 self.kick(execution_id, 1.0, recover=True)  # the attempt is stored as started
+        for key, next_attempt, delay in retries:
+            self.kick_retry(execution_id, key, next_attempt, delay)
+        if finished:
+            self._locks.pop(execution_id, None)
+            self._indexes.pop(execution_id, None)
 
-    def _restart(self, execution_id: UUID, run_key: str, attempt: int) -> NodeRunCommand | None:
-        commands: list[NodeRunCommand] = []
+    def _restart(
+        self, execution_id: UUID, run_key: str, attempt: int
+    ) -> tuple[list[NodeRunCommand], list[Retry], bool]:
+        passes: list[Progression] = []
 
         def start_again(execution: Execution) -> bool:
-            progression = Progression(execution, self._index(execution))
+            progression = self._progression(execution)
             progression.start_again(run_key, attempt)
-            commands[:] = progression.commands
+            if progression.changed:  # a control node run here: carry on from its result
+                progression.run()
+            passes.append(progression)
             return progression.changed
 
-        self._app.change(execution_id, start_again)
-        return commands[0] if commands else None
+        execution = self._app.change(execution_id, start_again)
+        return self._settled(passes[-1]), passes[-1].retries, execution.status in FINAL_STATUSES

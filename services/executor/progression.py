@@ -15,14 +15,17 @@ started (up to `parallelism` at once), followed, and finished as `IterationStart
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.executor import messages
 from services.executor.domain import FINAL_STATUSES, Execution
+from services.executor.inline import InlineRun, run_inline, runs_inline
 from services.executor.messages import LoopFrameIn, NodeRunCommand, NodeRunResult
 from services.executor.planner import NodeState, Outcome, plan
 from services.executor.runners.builtin import final_output_data
+from shared.i18n import Language
 from shared.workflow.graph import GraphIndex
 from shared.workflow.model import HANDLE_ERROR
 from shared.workflow.nodes import LoopData, NodeData, parse_node_data
@@ -134,13 +137,19 @@ def _record_logs(execution: Execution, result: NodeRunResult, node_id: str, node
 
 @dataclass
 class Progression:
-    """One pass of decisions over an execution; `commands` are what to send to workers."""
+    """One pass of decisions over an execution; `commands` are what to send to workers.
+
+    With `inline`, control nodes are run within the pass (services/executor/inline.py) and
+    their results applied at once; `ran_inline` lists those runs, and `retries` the attempts
+    to start again after a backoff (run key, attempt, delay in seconds)."""
 
     execution: Execution
     index: GraphIndex
-    language: str = "zh"
+    language: Language = "zh"
+    inline: bool = False
     commands: list[NodeRunCommand] = field(default_factory=list)
     retries: list[tuple[str, int, float]] = field(default_factory=list)
+    ran_inline: list[InlineRun] = field(default_factory=list)
     changed: bool = False
 
     def run(self, *, recover: bool = False) -> None:
@@ -183,7 +192,7 @@ class Progression:
 
     def _start_node(self, node_id: str, path: Path) -> bool:
         """Record a node as started and queue its command; a loop starts its iterations.
-        True when the node already finished (a loop with nothing to do)."""
+        True when the node already finished (a loop with nothing to do, a control node run here)."""
         execution, key = self.execution, run_key(node_id, path)
         node = self.index.nodes_by_id[node_id]
         inputs: dict[str, Any] = {"upstream": self._ran_upstream(node_id, path)}
@@ -193,7 +202,7 @@ class Progression:
             if execution.record_node_started(key, node_id, node.type, 1, inputs):
                 execution.record_log("info", "节点开始执行", node_id, node.type)
                 self.changed = True
-                self.commands.append(self.command(key, 1, context))
+                return self._send(key, 1, context)
             return False
         config = policy_of("loop", node.data)
         items, problem = self._loop_items(node_id, path, config)
@@ -207,6 +216,28 @@ class Progression:
             settle_failure(execution, key, 1, problem, 0, retryable=False, policy=config)
             return True
         return self._advance_loop(node_id, path)
+
+    def _send(self, key: str, attempt: int, context: RuntimeContext | None = None) -> bool:
+        """Queue a started attempt for a worker, or run it here when it is a control node
+        and the pass runs those; True when it ran here (its result is recorded)."""
+        record = self.execution.nodes[key]
+        node = self.index.nodes_by_id[record["node_id"]]
+        if not (self.inline and runs_inline(node.type, node.data)):
+            self.commands.append(self.command(key, attempt, context))
+            return False
+        if context is None:
+            context = self.context(node.id, path_of(record, key))
+        started_ns = time.time_ns()
+        result, outcome = run_inline(
+            str(self.execution.id), key, attempt, node.type, node.data, context, self.language
+        )
+        self.ran_inline.append(
+            InlineRun(node.id, node.type, key, attempt, outcome, started_ns, time.time_ns())
+        )
+        _, delay = apply_result(self.execution, self.index, result)
+        if delay is not None:
+            self.retries.append((key, attempt + 1, delay))
+        return True
 
     def _ran_upstream(self, node_id: str, path: Path) -> list[str]:
         nodes = self.execution.nodes
@@ -439,7 +470,7 @@ class Progression:
             if node["node_type"] == "loop":
                 continue  # loops are followed by the pass itself
             if node["status"] == "running":
-                self.commands.append(self.command(key, node["attempt"]))
+                self._send(key, node["attempt"])
             elif node["status"] == "retrying":
                 self.start_again(key, node["attempt"] + 1)
 
@@ -451,7 +482,7 @@ class Progression:
             key, node["node_id"], node["node_type"], attempt, node["inputs"] or {}
         ):
             self.changed = True
-            self.commands.append(self.command(key, attempt))
+            self._send(key, attempt)
 
     def _conclude(self) -> bool:
         execution, index = self.execution, self.index

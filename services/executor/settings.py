@@ -16,10 +16,16 @@ class ExecutorSettings(ServiceSettings):
     workflows_url: str = "http://127.0.0.1:8102"
     datasources_url: str = "http://127.0.0.1:8104"  # workers query data sources here
 
+    # The orchestrator runs control nodes (start, input, condition, transform, output, end)
+    # itself instead of sending each to a worker: one save for a stretch of them, no round
+    # trips (services/executor/inline.py). Off: every node goes through a worker.
+    inline_control_nodes: bool = True
+
     # Workers. A node still running after `node_ack_wait_s` without a heartbeat is presumed
     # lost with its worker and is delivered to another; heartbeats go every third of it.
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
-    # Workers serve no API; their Prometheus metrics are on this port (0: none).
+    # Workers serve no API; `/healthz`, `/readyz` (NATS connected) and `/metrics` are on
+    # this port (0: none).
     worker_metrics_port: int = Field(default=8110, ge=0, le=65535)
     worker_metrics_host: str = "127.0.0.1"
     node_ack_wait_s: float = Field(default=30.0, ge=1.0, le=3600.0)

@@ -22,12 +22,16 @@ from collections.abc import Sequence
 import httpx
 from nats.aio.msg import Msg
 from opentelemetry.trace import SpanKind, StatusCode
-from prometheus_client import start_http_server
 from pydantic import ValidationError as PydanticValidationError
 
 from services.executor.datasources_client import DataSourcesClient
 from services.executor.llm.client import ChatClient
-from services.executor.messages import NOT_SUPPORTED_YET, NodeRunCommand, NodeRunResult
+from services.executor.messages import (
+    NODE_INTERNAL_ERROR,
+    NOT_SUPPORTED_YET,
+    NodeRunCommand,
+    NodeRunResult,
+)
 from services.executor.metrics import NODE_RUN_SECONDS, NODE_RUNS
 from services.executor.runners.agent import run_agent
 from services.executor.runners.builtin import (
@@ -41,6 +45,7 @@ from services.executor.runners.context import ChunkSink, NodeServices
 from services.executor.runners.data_source import run_data_source_query
 from services.executor.runners.llm import run_llm
 from services.executor.settings import ExecutorSettings
+from services.executor.worker_http import serve_worker_http
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.consumer import PullConsumer
 from shared.bus.streams import (
@@ -62,9 +67,6 @@ WORKERS_DURABLE = NODE_WORKERS_DURABLE
 _GAVE_UP = Message(
     "节点已投递 {n} 次,每个接手的执行器都在完成前退出了",
     "the node was delivered {n} times and every worker that took it stopped before finishing",
-)
-_INTERNAL = Message(
-    "执行节点时发生内部错误({kind})", "internal error while running the node ({kind})"
 )
 _TIMED_OUT = Message("{seconds} 秒后超时", "timed out after {seconds}s")
 
@@ -107,7 +109,7 @@ class Worker:
             result = self._failure(
                 command, _GAVE_UP.render(self._language(command), n=deliveries - 1), 0
             )
-            NODE_RUNS.labels(command.node_type, "gave_up").inc()
+            NODE_RUNS.labels(command.node_type, "gave_up", "worker").inc()
         else:
             heartbeat = asyncio.create_task(self._heartbeat(message))
             try:
@@ -127,8 +129,8 @@ class Worker:
                         span.set_status(StatusCode.ERROR, result.error or "failed")
             finally:
                 heartbeat.cancel()
-            NODE_RUNS.labels(command.node_type, outcome).inc()
-            NODE_RUN_SECONDS.labels(command.node_type).observe(result.duration_ms / 1000)
+            NODE_RUNS.labels(command.node_type, outcome, "worker").inc()
+            NODE_RUN_SECONDS.labels(command.node_type, "worker").observe(result.duration_ms / 1000)
         # Publish before the ack (the consumer acks when this returns): a crash in between
         # re-runs the node and re-publishes a result that JetStream deduplicates.
         await self._bus.publish_batch(
@@ -166,17 +168,10 @@ class Worker:
             return failure, "retryable" if exc.retryable else "failed"
         except Exception as exc:
             log.exception("node %s failed unexpectedly", command.msg_id)
-            text = _INTERNAL.render(language, kind=type(exc).__name__)
+            text = NODE_INTERNAL_ERROR.render(language, kind=type(exc).__name__)
             return self._failure(command, text, _ms(started)), "failed"
-        success = NodeRunResult(
-            execution_id=command.execution_id,
-            run_key=command.run_key,
-            attempt=command.attempt,
-            ok=True,
-            output=result.output,
-            branch=result.branch,
-            duration_ms=_ms(started),
-            logs=list(result.logs),
+        success = NodeRunResult.succeeded(
+            command.execution_id, command.run_key, command.attempt, result, _ms(started)
         )
         return success, "ok"
 
@@ -235,15 +230,14 @@ class Worker:
         retryable: bool = False,
         logs: Sequence[tuple[str, str]] = (),
     ) -> NodeRunResult:
-        return NodeRunResult(
-            execution_id=command.execution_id,
-            run_key=command.run_key,
-            attempt=command.attempt,
-            ok=False,
-            error=error,
+        return NodeRunResult.failed(
+            command.execution_id,
+            command.run_key,
+            command.attempt,
+            error,
+            duration_ms,
             retryable=retryable,
-            duration_ms=duration_ms,
-            logs=list(logs),
+            logs=logs,
         )
 
 
@@ -270,7 +264,9 @@ async def main() -> None:
             data_sources=DataSourcesClient(http, settings.datasources_url, TokenService(settings)),
         )
         if settings.worker_metrics_port:
-            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+            serve_worker_http(
+                settings.worker_metrics_host, settings.worker_metrics_port, lambda: bus.connected
+            )
         worker = Worker(bus, settings, services)
         worker.consumer.start()
         bus.start()

@@ -1,9 +1,10 @@
 """`/api/v1/ws/executions/{id}?token=`: an execution's changes, pushed as they happen.
 
 On connect: the current state at once. Then one message per change of the execution (from
-the `EVENTS` stream), each followed by the fresh status, until the final message, after which
-the socket closes. The gateway subscribes before it reads the state, so no change falls
-between the two; a change seen twice only repeats a status.
+the `EVENTS` stream) followed by the fresh status (once for changes that arrive together, as
+the events of one save do), until the final message, after which the socket closes. The
+gateway subscribes before it reads the state, so no change falls between the two; a change
+seen twice only repeats a status.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ async def _follow(
 ) -> None:
     while True:
         try:
-            envelope = await asyncio.wait_for(changes.get(), timeout=15)
+            first = await asyncio.wait_for(changes.get(), timeout=15)
         except TimeoutError:
             # No news for a while: look again, in case an event was missed (e.g. NATS blipped).
             record = await _fetch(http, base, headers)
@@ -115,30 +116,50 @@ async def _follow(
                 await websocket.send_json(_final_message(record))
                 break
             continue
-        kind = envelope.get("type", "")
+        # One save stores many events (a stretch of control nodes is one decision), and they
+        # arrive together: pass them all on, reading the execution once for the burst.
+        burst = [first]
+        while not changes.empty():
+            burst.append(changes.get_nowait())
+        if await _pass_on(websocket, burst, http, base, headers):
+            break
+    await websocket.close()
+
+
+async def _pass_on(
+    websocket: WebSocket,
+    burst: list[dict[str, Any]],
+    http: httpx.AsyncClient,
+    base: str,
+    headers: dict[str, str],
+) -> bool:
+    """Send a burst of changes in order, then the fresh status; True after the final one."""
+    kinds = [envelope.get("type", "") for envelope in burst]
+    record = None
+    if any(kind in _MESSAGE_TYPES or kind in _FINAL for kind in kinds):
+        record = await _fetch(http, base, headers)
+        if record is None:
+            return True
+    for kind, envelope in zip(kinds, burst, strict=True):
         if kind in LIVE_ONLY:
             await websocket.send_json(envelope)
-            continue
-        if kind in _NEWS_TYPES:
+        elif kind in _NEWS_TYPES:
             await websocket.send_json({"type": _NEWS_TYPES[kind], "data": envelope["data"]})
-            continue
-        if kind in _MESSAGE_TYPES:
+        elif kind in _MESSAGE_TYPES:
             await websocket.send_json({"type": _MESSAGE_TYPES[kind], "data": envelope["data"]})
-        if kind in _MESSAGE_TYPES or kind in _FINAL:
-            record = await _fetch(http, base, headers)
-            if record is None:
-                break
-            if kind == "NodeCompleted":
+            if kind == "NodeCompleted" and record is not None:
                 node = record["nodes"].get(envelope["data"].get("run_key", ""), {})
                 await websocket.send_json(
                     {"type": "node_output", "data": {"node_id": node.get("node_id"),
                                                      "output": node.get("output")}}
                 )  # fmt: skip
-            await websocket.send_json({"type": "status", "data": _status(record)})
-            if kind in _FINAL:
-                await websocket.send_json(_final_message(record))
-                break
-    await websocket.close()
+    if record is None:
+        return False
+    await websocket.send_json({"type": "status", "data": _status(record)})
+    if any(kind in _FINAL for kind in kinds):
+        await websocket.send_json(_final_message(record))
+        return True
+    return False
 
 
 class _ExecutorDown(Exception):

@@ -247,7 +247,13 @@ async def ensure_streams(js: JetStreamContext, configs: list[StreamConfig]) -> N
 
 
 def _differs(current: StreamConfig, wanted: StreamConfig) -> bool:
-    fields: tuple[str, ...] = ("subjects", "max_age", "max_bytes", "duplicate_window")
+    fields: tuple[str, ...] = (
+        "subjects",
+        "max_age",
+        "max_bytes",
+        "duplicate_window",
+        "num_replicas",
+    )
     current_values: dict[str, Any] = {f: getattr(current, f) for f in fields}
     wanted_values: dict[str, Any] = {f: getattr(wanted, f) for f in fields}
     return current_values != wanted_values

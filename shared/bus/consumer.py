@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shared.bus.client import JetStreamBus
+from shared.bus.streams import durable_consumer
 
 log = logging.getLogger("agentflow.bus.consumer")
 
@@ -52,13 +52,8 @@ class PullConsumer:
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._config = ConsumerConfig(
-            durable_name=durable,
-            filter_subject=subject,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=ack_wait_s,
-            max_deliver=max_deliver,
+        self._config = durable_consumer(
+            durable, subject, ack_wait_s=ack_wait_s, max_deliver=max_deliver
         )
         self._loop_task: asyncio.Task[None] | None = None
         self._stopped = False

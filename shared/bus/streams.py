@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 
 from shared.settings import PlatformSettings
 
@@ -24,8 +32,29 @@ def node_result_subject(execution_id: str) -> str:
     return f"evt.node.{execution_id}"
 
 
+def durable_consumer(
+    durable: str, subject: str, *, ack_wait_s: float, max_deliver: int = -1
+) -> ConsumerConfig:
+    """A durable pull consumer with explicit acks, from the start of its stream."""
+    return ConsumerConfig(
+        durable_name=durable,
+        filter_subject=subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ack_wait_s,
+        max_deliver=max_deliver,
+    )
+
+
+def node_workers_consumer(ack_wait_s: float) -> ConsumerConfig:
+    """The workers' consumer. The executor api declares it too, so it exists (and shows the
+    queue's lag to KEDA) while no worker runs, as when workers are scaled to zero."""
+    return durable_consumer(NODE_WORKERS_DURABLE, NODE_RUN_SUBJECT, ack_wait_s=ack_wait_s)
+
+
 def stream_configs(settings: PlatformSettings) -> list[StreamConfig]:
     day = 24 * 3600.0
+    replicas = settings.stream_replicas
     return [
         StreamConfig(
             name=EVENTS_STREAM,
@@ -33,6 +62,7 @@ def stream_configs(settings: PlatformSettings) -> list[StreamConfig]:
             subjects=["events.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            num_replicas=replicas,
             max_age=settings.events_max_age_days * day,
             max_bytes=settings.events_max_bytes,
             discard=DiscardPolicy.OLD,
@@ -44,6 +74,7 @@ def stream_configs(settings: PlatformSettings) -> list[StreamConfig]:
             subjects=[NODE_RUN_SUBJECT],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            num_replicas=replicas,
             duplicate_window=settings.events_duplicate_window_s,
         ),
         StreamConfig(
@@ -52,6 +83,7 @@ def stream_configs(settings: PlatformSettings) -> list[StreamConfig]:
             subjects=["evt.node.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            num_replicas=replicas,
             max_age=7 * day,
             duplicate_window=settings.events_duplicate_window_s,
         ),

@@ -61,9 +61,9 @@ def fresh_stack(
     """A platform of the test's own, for tests that kill or restart parts of it."""
     made: list[Stack] = []
 
-    def make(extra_env: dict[str, str] | None = None) -> Stack:
+    def make(extra_env: dict[str, str] | None = None, workers: int = 2) -> Stack:
         env = {**platform_env(fake_llm), **(extra_env or {})}
-        created = Stack(tmp_path / f"stack{len(made)}", store, env)
+        created = Stack(tmp_path / f"stack{len(made)}", store, env, workers=workers)
         made.append(created)
         return created
 

@@ -66,6 +66,23 @@ BRANCHING: dict[str, Any] = {
 }
 
 
+# BRANCHING behind a model call: control nodes run in the executor api itself, so a model
+# node is what waits for a worker (the fake LLM's answer is not used further on).
+WAITS_FOR_A_WORKER: dict[str, Any] = {
+    **BRANCHING,
+    "name": "先问模型再分支",
+    "nodes": [
+        *BRANCHING["nodes"],
+        node("ask", "llm", provider="deepseek", model="deepseek-chat", prompt="{input.text}"),
+    ],
+    "edges": [
+        edge("start-1", "ask"),
+        edge("ask", "input-1"),
+        *(e for e in BRANCHING["edges"] if e["source"] != "start-1"),
+    ],
+}
+
+
 def create_workflow(client: httpx.Client, body: dict[str, Any]) -> str:
     response = client.post(W, json=body)
     assert response.status_code == 201, response.text
@@ -276,9 +293,9 @@ def test_a_run_survives_the_api_process_being_killed(fresh_stack) -> None:
     stack: Stack = fresh_stack().start()
     client, _ = stack.user_client()
     with client:
-        wid = create_workflow(client, BRANCHING)
+        wid = create_workflow(client, WAITS_FOR_A_WORKER)
         for worker in stack.workers:
-            worker.kill9()  # no worker: the run stops at its first node
+            worker.kill9()  # no worker: the run stops at its model node
         run = client.post(f"{W}/{wid}/execute", json={"input_data": {"text": "durable"}}).json()
         deadline = time.monotonic() + 10
         while client.get(f"{E}/{run['id']}/status").json()["status"] != "running":
@@ -299,13 +316,13 @@ def test_cancel_stops_a_run_and_ignores_late_results(fresh_stack) -> None:
     stack: Stack = fresh_stack().start()
     client, _ = stack.user_client()
     with client:
-        wid = create_workflow(client, BRANCHING)
+        wid = create_workflow(client, WAITS_FOR_A_WORKER)
         for worker in stack.workers:
             worker.kill9()
         run = client.post(f"{W}/{wid}/execute", json={"input_data": {"text": "stop"}}).json()
         deadline = time.monotonic() + 10
         while client.get(f"{E}/{run['id']}/status").json()["status"] != "running":
-            assert time.monotonic() < deadline  # start-1's command is queued for a worker
+            assert time.monotonic() < deadline  # the model node's command waits for a worker
             time.sleep(0.05)
         cancelled = client.post(f"{E}/{run['id']}/cancel")
         assert cancelled.status_code == 200, cancelled.text
@@ -315,7 +332,8 @@ def test_cancel_stops_a_run_and_ignores_late_results(fresh_stack) -> None:
         time.sleep(2)
         record = client.get(f"{E}/{run['id']}").json()
         assert record["status"] == "cancelled"
-        assert all(node["status"] != "completed" for node in record["nodes"].values())
+        assert record["nodes"]["ask"]["status"] == "running"  # its late result changed nothing
+        assert "input-1" not in record["nodes"]
         assert_error(client.post(f"{E}/{run['id']}/cancel"), 409, "EXECUTION_FINISHED")
         logs = client.get(f"/api/v1/execution-logs/executions/{run['id']}").json()["logs"]
         assert logs[-1]["level"] == "warn"

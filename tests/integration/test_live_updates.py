@@ -11,7 +11,14 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.integration.test_executions import BRANCHING, E, W, create_workflow, wait_finished
+from tests.integration.test_executions import (
+    BRANCHING,
+    WAITS_FOR_A_WORKER,
+    E,
+    W,
+    create_workflow,
+    wait_finished,
+)
 from tests.support.stack import Stack
 
 
@@ -40,9 +47,9 @@ def test_a_run_is_followed_live_to_its_end(fresh_stack) -> None:
     stack: Stack = fresh_stack().start()
     client, _ = stack.user_client()
     with client:
-        wid = create_workflow(client, BRANCHING)
+        wid = create_workflow(client, WAITS_FOR_A_WORKER)
         for worker in stack.workers:
-            worker.kill9()  # hold the run at its first node while we connect
+            worker.kill9()  # hold the run at its model node while we connect
         run = client.post(f"{W}/{wid}/execute", json={"input_data": {"text": "live!"}}).json()
         deadline = time.monotonic() + 10
         while client.get(f"{E}/{run['id']}/status").json()["status"] != "running":
@@ -51,9 +58,10 @@ def test_a_run_is_followed_live_to_its_end(fresh_stack) -> None:
         url = socket_url(stack, run["id"], token_of(client))
         with connect(url, open_timeout=10) as socket:
             first = json.loads(socket.recv(timeout=10))
+            # start-1 ran (1 of 8 top-level nodes); the model node waits for a worker.
             assert first == {
                 "type": "status",
-                "data": {"status": "running", "progress": 0, "current_node": "start-1"},
+                "data": {"status": "running", "progress": 12, "current_node": "ask"},
             }
             for worker in stack.workers:
                 worker.start()
@@ -71,7 +79,7 @@ def test_a_run_is_followed_live_to_its_end(fresh_stack) -> None:
     assert progress == sorted(progress)
     assert statuses[-1] == {"status": "completed", "progress": 100, "current_node": None}
     completed = [m["data"]["node_id"] for m in messages if m["type"] == "node_output"]
-    assert completed[:2] == ["start-1", "input-1"]
+    assert completed[:2] == ["ask", "input-1"]
     assert {"node_started", "node_completed", "node_skipped"} <= set(types)
     outputs = {
         m["data"]["node_id"]: m["data"]["output"] for m in messages if m["type"] == "node_output"

@@ -61,17 +61,9 @@ class Stack:
         self.workflows = ServiceProcess("workflows", self.env, workflows_port, workdir)
         self.executor = ServiceProcess("executor", self.env, executor_port, workdir)
         self.datasources = ServiceProcess("datasources", self.env, datasources_port, workdir)
-        # Each worker serves its metrics on a port of its own.
-        self.workers = [
-            ManagedProcess(
-                f"worker{i}",
-                [sys.executable, "-m", "services.executor.worker"],
-                {**self.env, "AGENTFLOW_WORKER_METRICS_PORT": str(port)},
-                port,
-                workdir,
-            )
-            for i, port in enumerate(free_port() for _ in range(workers))
-        ]
+        self.workers: list[ManagedProcess] = []
+        for _ in range(workers):
+            self._new_worker()
         self.gateway = ServiceProcess("gateway", self.env, gateway_port, workdir)
         self.base_url = self.gateway.base_url
 
@@ -86,6 +78,24 @@ class Stack:
         for service in self.services:
             service.wait_ready()
         return self
+
+    def _new_worker(self) -> ManagedProcess:
+        port = free_port()  # each worker serves its probes and metrics on a port of its own
+        worker = ManagedProcess(
+            f"worker{len(self.workers)}",
+            [sys.executable, "-m", "services.executor.worker"],
+            {**self.env, "AGENTFLOW_WORKER_METRICS_PORT": str(port)},
+            port,
+            self.workdir,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def add_worker(self) -> ManagedProcess:
+        """Start one more worker on the running stack."""
+        worker = self._new_worker()
+        worker.start()
+        return worker
 
     @property
     def services(self) -> tuple[ServiceProcess, ...]:
