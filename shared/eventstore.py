@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from eventsourcing.application import Application
+from eventsourcing.application import Application, Repository
 from eventsourcing.persistence import IntegrityError, Recording, TrackingRecorder
 
 from shared.settings import ServiceSettings
@@ -26,8 +26,44 @@ SaveListener = Callable[[], None]
 T = TypeVar("T")
 
 
+class ThreadSafeRepository(Repository[UUID]):
+    """eventsourcing's `Repository`, safe for many threads with its aggregate cache on.
+
+    With a cache, `get` fast-forwards the cached aggregate under a lock, but deep-copies it
+    after releasing that lock: one thread could copy the cached object while another
+    fast-forwards (mutates) it, failing with "dictionary changed size during iteration". Here
+    one lock per aggregate (striped) covers both steps; different aggregates still proceed
+    in parallel."""
+
+    STRIPES = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
+        if self.cache is None or version is not None:
+            return super().get(aggregate_id, version=version, **kwargs)
+        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            return super().get(aggregate_id, **kwargs)
+
+
 class EventSourcedApplication(Application[UUID]):
     """An eventsourcing `Application` configured from a service's settings."""
+
+    def construct_repository(self) -> Repository[UUID]:
+        plain = super().construct_repository()
+        if plain.cache is None:
+            return plain
+        maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return ThreadSafeRepository(
+            event_store=plain.event_store,
+            snapshot_store=plain.snapshot_store,
+            cache_maxsize=int(maxsize) if maxsize else None,
+            fastforward=plain.fastforward,
+            fastforward_skipping=plain.fastforward_skipping,
+            deepcopy_from_cache=plain.deepcopy_from_cache,
+        )
 
     def __init__(self, settings: ServiceSettings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
