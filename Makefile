@@ -33,8 +33,8 @@ integration: install
 test: lint typecheck  ## ruff, mypy, then every test (SQLite and PostgreSQL)
 	$(BIN)/pytest
 
-bench: install  ## print throughput figures (never asserted in tests)
-	$(BIN)/python -m bench.outbox_relay
+bench: install  ## the benchmark suite (docs/benchmarks.md): table + .data/bench/results.json
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lock: install  ## re-pin the whole dependency tree after changing pyproject.toml
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt

@@ -1,0 +1,1 @@
+"""One module per scenario of docs/benchmarks.md; each adds its figures to the report."""

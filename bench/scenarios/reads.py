@@ -1,0 +1,97 @@
+"""5. Read paths: the workflow and execution lists at 32 concurrent clients through the
+gateway; the baseline is the same request straight to the service, without the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from bench.client import KEEPALIVE_S, E, W
+from bench.context import Context, DriverCpu
+from bench.report import Figure, percentile
+
+S = "reads"
+RPS, P99_MS = 1000.0, 50.0
+
+
+async def hammer(
+    base_url: str, token: str, path: str, clients: int, duration_s: float
+) -> tuple[float, float, int]:
+    """Requests per second, p99 in ms, and how many answers were not 200."""
+    latencies: list[float] = []
+    failed = 0
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=KEEPALIVE_S
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=30
+    ) as http:
+        await http.get(path)  # connect and warm the caches
+        deadline = time.perf_counter() + duration_s
+        started = time.perf_counter()
+
+        async def client() -> None:
+            nonlocal failed
+            while time.perf_counter() < deadline:
+                sent = time.perf_counter()
+                response = await http.get(path)
+                latencies.append((time.perf_counter() - sent) * 1000)
+                failed += response.status_code != 200
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, percentile(latencies, 99), failed
+
+
+async def run(ctx: Context) -> None:
+    platform, api = ctx.running()
+    stack = platform.stack
+    clients, duration = ctx.options.read_clients, ctx.options.read_duration_s
+    for path, service in ((W, stack.workflows), (E, stack.executor)):
+        count = len((await api.get(path, params={"limit": 100})).json())
+        with DriverCpu() as cpu:
+            rps, p99, failed = await hammer(
+                platform.base_url, platform.token, path, clients, duration
+            )
+        direct_rps, direct_p99, _ = await hammer(
+            service.base_url, platform.token, path, clients, duration
+        )
+        scenario = f"{S} GET {path}"
+        ctx.report.add(
+            Figure(
+                scenario,
+                "requests/s",
+                rps,
+                "rps",
+                target=f">= {RPS:g}",
+                ok=rps >= RPS,
+                baseline=direct_rps,
+                note=f"{clients} clients, {count} items a page",
+            )
+        )
+        ctx.report.add(
+            Figure(
+                scenario,
+                "p99",
+                p99,
+                "ms",
+                target=f"< {P99_MS:g}",
+                ok=p99 < P99_MS,
+                baseline=direct_p99,
+            )
+        )
+        ctx.report.add(
+            Figure(
+                scenario,
+                "not 200",
+                failed,
+                "answers",
+                target="0",
+                ok=failed == 0,
+                failure=failed > 0,
+            )
+        )
+        ctx.report.add(cpu.figure(scenario))
