@@ -31,7 +31,7 @@ class Options:
     replay_events: int
     memory_runs: int  # sampled at half and at the end
     memory_clients: int
-    memory_budget_s: float  # at most this long for the first half; the second matches it
+    memory_budget_s: float | None  # first half at most this long (None: no limit)
 
     @classmethod
     def build(
@@ -45,7 +45,7 @@ class Options:
         quick: bool,
         duration_s: float | None,
         llm_worker_concurrency: int,
-        memory_budget_s: float,
+        memory_budget_s: float | None,
     ) -> Options:
         if quick:
             return cls(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -26,8 +26,18 @@ SaveListener = Callable[[], None]
 T = TypeVar("T")
 
 
+def mutate_all(aggregate: Any, domain_events: Iterable[Any]) -> Any:
+    """Apply events in turn: eventsourcing's `project_aggregate` without its per-event
+    `isinstance` check against a runtime Protocol, which on Python 3.11 cost more than
+    applying the event itself."""
+    for domain_event in domain_events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
 class ThreadSafeRepository(Repository[UUID]):
-    """eventsourcing's `Repository`, safe for many threads with its aggregate cache on.
+    """eventsourcing's `Repository`, safe for many threads with its aggregate cache on, and
+    with a cheaper projector.
 
     With a cache, `get` fast-forwards the cached aggregate under a lock, but deep-copies it
     after releasing that lock: one thread could copy the cached object while another
@@ -42,19 +52,31 @@ class ThreadSafeRepository(Repository[UUID]):
         self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
 
     def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("projector_func", mutate_all)
         if self.cache is None or version is not None:
             return super().get(aggregate_id, version=version, **kwargs)
         with self._stripes[hash(aggregate_id) % self.STRIPES]:
             return super().get(aggregate_id, **kwargs)
 
+    def read(self, aggregate_id: UUID, view: Callable[[Any], T]) -> T:
+        """`view(aggregate)` of the current state without copying it (what read models
+        need): `view` runs under the aggregate's lock and must neither change nor keep it."""
+        if self.cache is None:
+            return view(super().get(aggregate_id, projector_func=mutate_all))
+        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            aggregate = super().get(
+                aggregate_id, projector_func=mutate_all, deepcopy_from_cache=False
+            )
+            return view(aggregate)
+
 
 class EventSourcedApplication(Application[UUID]):
     """An eventsourcing `Application` configured from a service's settings."""
 
-    def construct_repository(self) -> Repository[UUID]:
+    repository: ThreadSafeRepository
+
+    def construct_repository(self) -> ThreadSafeRepository:
         plain = super().construct_repository()
-        if plain.cache is None:
-            return plain
         maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
         return ThreadSafeRepository(
             event_store=plain.event_store,

@@ -74,10 +74,9 @@ def rewrite_rows(
     for aggregate_id in aggregate_ids:
         conn.execute(table.delete().where(table.c.id == str(aggregate_id)))
         try:
-            aggregate: object = application.repository.get(aggregate_id)
+            row = application.repository.read(aggregate_id, row_of)
         except AggregateNotFoundError:
             continue
-        row = row_of(aggregate)
         if row is not None:
             conn.execute(table.insert().values(**row))
 
