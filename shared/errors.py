@@ -81,6 +81,12 @@ class ValidationFailed(AppError):
     default_message = Message("请求参数校验失败", "Validation failed")
 
 
+class TooManyRequests(AppError):
+    status_code = 429
+    default_code = "TOO_MANY_REQUESTS"
+    default_message = Message("请求过于频繁,请稍后再试", "Too many requests; try again later")
+
+
 class BadGateway(AppError):
     status_code = 502
     default_code = "BAD_GATEWAY"

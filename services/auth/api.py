@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from services.auth.application import UserNotFound
-from services.auth.deps import AuthApp, Tokens
+from services.auth.application import InvalidCredentials, UserNotFound
+from services.auth.deps import AuthApp, ClientAddress, Throttle, Tokens
 from services.auth.schemas import MeOut, RegisterRequest, TokenOut, UserOut
 from shared.security.deps import CurrentPrincipal
 from shared.security.tokens import InvalidToken
@@ -30,12 +30,22 @@ def register(body: RegisterRequest, auth: AuthApp) -> UserOut:
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@router.post("/login", response_model=TokenOut, responses=error_responses(401, 422))
+@router.post("/login", response_model=TokenOut, responses=error_responses(401, 422, 429))
 def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: AuthApp, tokens: Tokens
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    auth: AuthApp,
+    tokens: Tokens,
+    throttle: Throttle,
+    address: ClientAddress,
 ) -> TokenOut:
     """Exchange a username (or email) and password for a bearer token."""
-    user = auth.authenticate(form.username, form.password)
+    throttle.check(form.username, address)
+    try:
+        user = auth.authenticate(form.username, form.password)
+    except InvalidCredentials:
+        throttle.failed(form.username, address)
+        raise
+    throttle.succeeded(form.username)
     token = tokens.issue(user.id, user.role, username=user.username)
     return TokenOut(access_token=token, expires_in=tokens.ttl_seconds)
 

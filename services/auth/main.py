@@ -11,6 +11,7 @@ from services.auth import api
 from services.auth.application import AuthApplication
 from services.auth.integration import to_integration_event
 from services.auth.settings import AuthSettings
+from services.auth.throttle import LoginThrottle
 from shared.logging import configure_logging
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
@@ -34,7 +35,16 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         description="Users, passwords and tokens.",
         runtime=runtime,
         routers=[api.router],
-        state={"settings": settings, "auth": application, "tokens": TokenService(settings)},
+        state={
+            "settings": settings,
+            "auth": application,
+            "tokens": TokenService(settings),
+            "login_throttle": LoginThrottle(
+                max_per_user=settings.login_max_failures_per_user,
+                max_per_address=settings.login_max_failures_per_address,
+                window_s=settings.login_failure_window_s,
+            ),
+        },
         on_start=[bootstrap],
     )
 

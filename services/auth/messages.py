@@ -5,6 +5,9 @@ from shared.i18n import Message
 USERNAME_TAKEN = Message("用户名已被注册", "That username is already taken")
 EMAIL_TAKEN = Message("邮箱已被注册", "That email address is already registered")
 BAD_CREDENTIALS = Message("用户名或密码错误", "Incorrect username or password")
+LOGIN_THROTTLED = Message(
+    "登录失败次数过多,请 {seconds} 秒后再试", "Too many failed logins; try again in {seconds}s"
+)
 USER_GONE = Message("用户不存在", "User not found")
 PASSWORD_TOO_SHORT = Message(
     "密码至少需要 {min} 个字符", "The password must have at least {min} characters"

@@ -23,3 +23,12 @@ class AuthSettings(ServiceSettings):
     bootstrap_admin_username: str | None = None
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password: SecretStr | None = None
+
+    # Brute force (services/auth/throttle.py): failed logins allowed per account and per
+    # client address within the window before further attempts answer 429.
+    login_max_failures_per_user: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window_s: float = Field(default=900.0, gt=0)
+    # Proxies in front of the gateway that append to X-Forwarded-For (an ingress: 1). The
+    # client address is the entry that many places before the last (the gateway's own).
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, status
 from services.executor import messages
 from services.executor.application import ExecutionNotFound, ExecutorApplication
 from services.executor.domain import Execution
+from services.executor.limits import ExecutionLimits
 from services.executor.orchestrator import Orchestrator
 from services.executor.readmodel import ExecutionList, ExecutionQuery
 from services.executor.schemas import (
@@ -108,14 +109,21 @@ async def _start(
             summary="; ".join(issue.message for issue in report.errors[:3]),
             extra={"errors": [issue.model_dump() for issue in report.errors]},
         )
-    execution = await asyncio.to_thread(executor.create, principal.user_id, workflow, input_data)
+    limits: ExecutionLimits = request.app.state.limits
+
+    def create() -> Execution:
+        with limits.lock(principal.user_id):
+            limits.check(principal.user_id)
+            return executor.create(principal.user_id, workflow, input_data)
+
+    execution = await asyncio.to_thread(create)
     orchestrator.kick(execution.id)
     return ExecutionCreated(
         id=execution.id, workflow_id=workflow_id, status="pending", task_id=str(execution.id)
     )
 
 
-STARTS = error_responses(401, 404, 422, 503)
+STARTS = error_responses(401, 404, 422, 429, 503)
 
 
 @router.post(

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.executor import api, logs_api
 from services.executor.application import ExecutorApplication
 from services.executor.integration import to_integration_event
+from services.executor.limits import ExecutionLimits
 from services.executor.orchestrator import Orchestrator
 from services.executor.readmodel import ExecutionList
 from services.executor.settings import ExecutorSettings
@@ -26,14 +27,16 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
     configure_logging(settings, service="executor")
     application = ExecutorApplication(settings)
     runtime = ServiceRuntime(application, to_integration_event, source="executor")
+    engine = read_model_engine(settings)
+    executions = ExecutionList(application, engine, read_model_metadata(settings))
     orchestrator = Orchestrator(
         application,
         runtime.bus,
         inline=settings.inline_control_nodes,
         node_ack_wait_s=settings.node_ack_wait_s,
+        max_run_s=settings.max_execution_seconds,
+        overdue=executions.overdue,
     )
-    engine = read_model_engine(settings)
-    executions = ExecutionList(application, engine, read_model_metadata(settings))
     runtime.add_projection(executions.projection)
 
     async def carry_on() -> None:
@@ -77,6 +80,7 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
             "executor": application,
             "orchestrator": orchestrator,
             "executions": executions,
+            "limits": ExecutionLimits(settings, executions),
             "http": http,
             "tokens": TokenService(settings),
         },

@@ -27,6 +27,18 @@ WORKFLOW_INVALID = Message(
     "工作流校验未通过,不能执行:{summary}", "The workflow is not valid and cannot run: {summary}"
 )
 WORKFLOWS_DOWN = Message("工作流服务暂不可用", "The workflows service is unavailable")
+RUN_TOO_LONG = Message(
+    "执行超过最长运行时间({seconds} 秒),已终止",
+    "The execution ran longer than the maximum run time ({seconds}s) and was stopped",
+)
+TOO_MANY_RUNNING = Message(
+    "同时运行的执行已达上限({limit}),请等已有执行结束后再试",
+    "You already have {limit} executions running; start more when some have finished",
+)
+RATE_LIMITED = Message(
+    "每分钟最多启动 {limit} 次执行,请稍后再试",
+    "At most {limit} executions may be started per minute; try again later",
+)
 NODE_FAILED = Message("节点 {node_id} 执行失败:{error}", "Node {node_id} failed: {error}")
 NODE_INTERNAL_ERROR = Message(
     "执行节点时发生内部错误({kind})", "internal error while running the node ({kind})"

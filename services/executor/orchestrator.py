@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry.trace import SpanKind, StatusCode
 
+from services.executor import messages
 from services.executor.application import ExecutorApplication
 from services.executor.domain import FINAL_STATUSES, Execution
 from services.executor.messages import NodeRunCommand, NodeRunResult
@@ -51,9 +54,14 @@ class Orchestrator:
         inline: bool = True,
         node_ack_wait_s: float = 30.0,
         concurrency: int = 32,
+        max_run_s: float | None = None,
+        overdue: Callable[[datetime], list[UUID]] | None = None,
     ) -> None:
         self._app = application
         self._bus = bus
+        # Runs older than `max_run_s` are failed; `overdue(started_before)` lists them.
+        self._max_run_s = max_run_s
+        self._overdue = overdue
         self._inline = inline  # run control nodes here (services/executor/inline.py)
         self._node_ack_wait_s = node_ack_wait_s
         self._indexes: dict[UUID, GraphIndex] = {}
@@ -75,9 +83,10 @@ class Orchestrator:
         self._loop = asyncio.get_running_loop()
         self._bus.on_connected(self._declare_worker_queue)
         self.results.start()
-        watch = asyncio.create_task(self._watch_queue())
-        self._tasks.add(watch)
-        watch.add_done_callback(self._tasks.discard)
+        for job in (self._watch_queue(), self._expire_overdue()):
+            task = asyncio.create_task(job)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _declare_worker_queue(self, js: JetStreamContext) -> None:
         """Make the workers' consumer exist before any worker does: with none running (scaled
@@ -99,6 +108,38 @@ class Orchestrator:
             NODE_QUEUE.labels("in_flight").set(info.num_ack_pending or 0)
             NODE_QUEUE.labels("redelivered").set(info.num_redelivered or 0)
             await asyncio.sleep(every_s)
+
+    async def _expire_overdue(self) -> None:
+        """Fail every run that has gone on longer than the maximum run time (a node stuck on
+        a dead provider, a loop that never ends): nothing runs forever."""
+        if self._max_run_s is None or self._overdue is None:
+            return
+        every_s = min(5.0, max(0.5, self._max_run_s / 4))
+        while True:
+            await asyncio.sleep(every_s)
+            cutoff = datetime.now(UTC) - timedelta(seconds=self._max_run_s)
+            try:
+                for execution_id in await asyncio.to_thread(self._overdue, cutoff):
+                    await self._expire(execution_id)
+            except Exception:
+                log.exception("expiring overdue executions failed; trying again shortly")
+
+    async def _expire(self, execution_id: UUID) -> None:
+        assert self._max_run_s is not None
+        seconds = f"{self._max_run_s:g}"
+
+        def expire(execution: Execution) -> bool:
+            if not execution.fail(messages.RUN_TOO_LONG.render("zh", seconds=seconds)):
+                return False
+            execution.record_log("error", messages.RUN_TOO_LONG.render("zh", seconds=seconds))
+            return True
+
+        lock = self._locks.setdefault(execution_id, asyncio.Lock())
+        async with lock:
+            await asyncio.to_thread(self._app.change, execution_id, expire)
+        log.warning("execution %s ran longer than %ss and was failed", execution_id, seconds)
+        self._locks.pop(execution_id, None)
+        self._indexes.pop(execution_id, None)
 
     async def stop(self) -> None:
         await self.results.stop()

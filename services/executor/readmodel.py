@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -80,6 +81,31 @@ class ExecutionList:
         with self._engine.connect() as conn:
             rows = conn.execute(statement).mappings().all()
         return [_item(row) for row in rows]
+
+    def activity(self, owner_id: UUID, since: datetime) -> tuple[int, int]:
+        """An owner's unfinished executions, and how many they started since `since`."""
+        self.projection.catch_up()  # the run started a moment ago counts
+        t = self.table
+        mine = t.c.owner_id == str(owner_id)
+        count = sa.select(sa.func.count()).select_from(t)
+        with self._engine.connect() as conn:
+            unfinished = conn.execute(
+                count.where(mine, t.c.status.not_in(sorted(FINAL_STATUSES)))
+            ).scalar()
+            recent = conn.execute(count.where(mine, t.c.created_at >= since)).scalar()
+        return int(unfinished or 0), int(recent or 0)
+
+    def overdue(self, created_before: datetime) -> list[UUID]:
+        """Unfinished executions created before `created_before`."""
+        self.projection.catch_up()
+        t = self.table
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.id).where(
+                    t.c.status.not_in(sorted(FINAL_STATUSES)), t.c.created_at < created_before
+                )
+            ).all()
+        return [UUID(row[0]) for row in rows]
 
     def unfinished(self) -> list[UUID]:
         """Executions that were still going when the process stopped: to be carried on."""

@@ -16,6 +16,12 @@ class ExecutorSettings(ServiceSettings):
     workflows_url: str = "http://127.0.0.1:8102"
     datasources_url: str = "http://127.0.0.1:8104"  # workers query data sources here
 
+    # Per user (services/executor/limits.py): beyond these, starting a run answers 429.
+    max_running_executions_per_user: int = Field(default=50, ge=1, le=100_000)
+    max_executions_per_minute_per_user: int = Field(default=600, ge=1, le=1_000_000)
+    # A run still going this long after it was created is failed (checked every few seconds).
+    max_execution_seconds: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+
     # The orchestrator runs control nodes (start, input, condition, transform, output, end)
     # itself instead of sending each to a worker: one save for a stretch of them, no round
     # trips (services/executor/inline.py). Off: every node goes through a worker.

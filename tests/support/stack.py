@@ -13,7 +13,8 @@ import httpx
 
 from tests.support.processes import ManagedProcess, NatsServer, ServiceProcess, free_port
 
-# Cheap argon2 keeps tests quick; production uses the settings' defaults.
+# Cheap argon2 keeps tests quick; production uses the settings' defaults. Every test logs
+# in from 127.0.0.1, so the per-address login limit is lifted (test_login_throttle sets its own).
 ADMIN = {"username": "platform-admin", "email": "admin@example.com", "password": "Adm1n-2026-pass"}
 FAST_HASHING = {"AGENTFLOW_ARGON2_MEMORY_KIB": "8192", "AGENTFLOW_ARGON2_TIME_COST": "1"}
 
@@ -51,6 +52,7 @@ class Stack:
             "AGENTFLOW_WAIT_FOR_UPSTREAMS_S": "0",
             "AGENTFLOW_OPENAPI_CACHE_S": "0",
             **FAST_HASHING,
+            "AGENTFLOW_LOGIN_MAX_FAILURES_PER_ADDRESS": "100000",
             "AGENTFLOW_BOOTSTRAP_ADMIN_USERNAME": ADMIN["username"],
             "AGENTFLOW_BOOTSTRAP_ADMIN_EMAIL": ADMIN["email"],
             "AGENTFLOW_BOOTSTRAP_ADMIN_PASSWORD": ADMIN["password"],

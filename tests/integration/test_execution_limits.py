@@ -1,0 +1,92 @@
+"""Per-user limits on starting runs: a user at their limit gets 429, another user does not."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.integration.test_auth_journey import assert_error
+from tests.integration.test_executions import (
+    BRANCHING,
+    WAITS_FOR_A_WORKER,
+    E,
+    W,
+    create_workflow,
+    wait_finished,
+)
+from tests.support.stack import Stack
+
+LIMITS = {
+    "AGENTFLOW_MAX_RUNNING_EXECUTIONS_PER_USER": "2",
+    "AGENTFLOW_MAX_EXECUTIONS_PER_MINUTE_PER_USER": "4",
+}
+
+
+def start(client: httpx.Client, workflow_id: str) -> httpx.Response:
+    return client.post(f"{W}/{workflow_id}/execute", json={"input_data": {"text": "limits"}})
+
+
+def wait_running(client: httpx.Client, execution_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while client.get(f"{E}/{execution_id}/status").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_one_user_at_their_limits_does_not_stop_another(fresh_stack) -> None:
+    stack: Stack = fresh_stack(LIMITS).start()
+    flooder, _ = stack.user_client()
+    other, _ = stack.user_client()
+    with flooder, other:
+        held = create_workflow(flooder, WAITS_FOR_A_WORKER)
+        quick = create_workflow(flooder, BRANCHING)
+        for worker in stack.workers:
+            worker.kill9()  # runs wait at their model node: they stay running
+        first, second = start(flooder, held).json(), start(flooder, held).json()
+        for run in (first, second):
+            wait_running(flooder, run["id"])
+
+        refused = start(flooder, held)
+        assert_error(refused, 429, "TOO_MANY_RUNNING_EXECUTIONS")
+        assert refused.headers["retry-after"] == "5"
+        assert "2" in refused.json()["detail"]
+        theirs = start(other, create_workflow(other, WAITS_FOR_A_WORKER))
+        assert theirs.status_code == 201, theirs.text  # another user is not held back
+
+        for worker in stack.workers:
+            worker.start()
+        for run in (first, second):
+            assert wait_finished(flooder, run["id"])["status"] == "completed"
+        assert wait_finished(other, theirs.json()["id"])["status"] == "completed"
+
+        # Two finished runs free two places; the rate (4 a minute, the refused one not
+        # counted) is what stops the fifth start.
+        for _ in range(2):
+            assert start(flooder, quick).status_code == 201
+        limited = start(flooder, quick)
+        assert_error(limited, 429, "EXECUTION_RATE_LIMITED")
+        assert limited.headers["retry-after"] == "60"
+        assert start(other, create_workflow(other, BRANCHING)).status_code == 201
+        listed = flooder.get(E, params={"limit": 100}).json()
+        assert len(listed) == 4  # nothing refused was stored
+
+
+def test_a_run_longer_than_the_maximum_run_time_is_failed(fresh_stack) -> None:
+    stack: Stack = fresh_stack({"AGENTFLOW_MAX_EXECUTION_SECONDS": "2"}).start()
+    client, _ = stack.user_client()
+    with client:
+        held = create_workflow(client, WAITS_FOR_A_WORKER)
+        for worker in stack.workers:
+            worker.kill9()  # the model node never gets an answer
+        run = start(client, held).json()
+        record = wait_finished(client, run["id"], timeout=30)
+        assert record["status"] == "failed"
+        assert "2" in record["error"]["message"]
+        assert record["nodes"]["ask"]["status"] == "running"  # it was stopped, not finished
+        for worker in stack.workers:
+            worker.start()  # the late answer changes nothing
+        time.sleep(2)
+        assert client.get(f"{E}/{run['id']}").json()["status"] == "failed"
+        logs = client.get(f"/api/v1/execution-logs/executions/{run['id']}").json()["logs"]
+        assert logs[-1]["level"] == "error"
