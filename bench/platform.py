@@ -60,7 +60,13 @@ def running_platform(options: PlatformOptions, name: str) -> Iterator[Platform]:
             store = store_env("postgres", str(workdir / "data"), dbname, "bench_")
         else:
             store = store_env("sqlite", str(workdir / "data"), None)
-        extra = {"AGENTFLOW_LOG_LEVEL": "WARNING"}
+        extra = {
+            "AGENTFLOW_LOG_LEVEL": "WARNING",
+            # One user drives every run here: the per-user limits (a fairness guard between
+            # users) would measure themselves instead of the platform.
+            "AGENTFLOW_MAX_RUNNING_EXECUTIONS_PER_USER": "100000",
+            "AGENTFLOW_MAX_EXECUTIONS_PER_MINUTE_PER_USER": "1000000",
+        }
         if options.worker_concurrency is not None:
             extra["AGENTFLOW_WORKER_CONCURRENCY"] = str(options.worker_concurrency)
         if options.llm is not None:

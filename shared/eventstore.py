@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.application import Application, Repository
 from eventsourcing.persistence import IntegrityError, Recording, TrackingRecorder
+from eventsourcing.sqlite import SQLiteConnectionPool, SQLiteDatastore
 
 from shared.settings import ServiceSettings
 
@@ -96,6 +97,27 @@ class EventSourcedApplication(Application[UUID]):
         # Settings win over the process environment, so one process can host a test store.
         super().__init__(env={**settings.event_store_env(), **(env or {})})
         self._tracking: TrackingRecorder | None = None
+        if settings.store == "sqlite":
+            self._widen_sqlite_pool()
+
+    def _widen_sqlite_pool(self) -> None:
+        """eventsourcing gives SQLite 15 connections and a 5 s wait for one, not settable by
+        environment. Every request thread (up to 40) may need one at once: under load a
+        request waited its 5 s and failed. Same file, same locking; more room, more patience."""
+        datastore = getattr(self.factory, "datastore", None)
+        if not isinstance(datastore, SQLiteDatastore):
+            return
+        old = datastore.pool
+        if old.is_sqlite_memory_mode:  # the one connection holds the database
+            return
+        datastore.pool = SQLiteConnectionPool(
+            db_name=old.db_name,
+            lock_timeout=old.lock_timeout,
+            pool_size=5,
+            max_overflow=59,
+            pool_timeout=30.0,
+        )
+        old.close()
 
     @property
     def tracking(self) -> TrackingRecorder:

@@ -114,6 +114,12 @@ class Projection:
         self._lock = threading.Lock()
         # The furthest position this process saw applied (by itself or another replica).
         self._seen = 0
+        # A SQLite store has one writer, this process: until it saves again there is nothing
+        # new, and reads need not ask the store (whose small connection pool they would
+        # queue on). Other stores are asked for their last notification id instead.
+        self._local_store = application.settings.store == "sqlite"
+        self._saved_since = True
+        application.add_save_listener(self._saved)
 
     def create_tables(self) -> None:
         self._metadata.create_all(self._engine, checkfirst=True)
@@ -125,30 +131,47 @@ class Projection:
             ).scalar()
         return int(value or 0)
 
-    def catch_up(self) -> int:
-        """Apply everything stored since the last position; return how many notifications."""
+    def catch_up(self, *, look: bool = False) -> int:
+        """Apply everything stored since the last position; return how many notifications.
+        `look`: ask the store even when this process saved nothing (another process may have
+        written it: the background runner's poll)."""
         # The fast path of every read: nothing stored past what is known to be applied, so no
         # lock and no transaction (reads would otherwise queue behind one another here).
-        if (self._application.recorder.max_notification_id() or 0) <= self._seen:
+        # While another thread is catching up, wait for it: what it applies may be ours.
+        if look:
+            pass
+        elif self._local_store:
+            if not self._saved_since and not self._lock.locked():
+                return 0
+        elif (self._application.recorder.max_notification_id() or 0) <= self._seen:
             return 0
         applied = 0
         with self._lock:
-            while True:
-                count = self._apply_batch()
-                applied += count
-                if count < self._batch_size:
-                    return applied
+            self._saved_since = False  # a save from now on marks it again
+            try:
+                while True:
+                    count = self._apply_batch()
+                    applied += count
+                    if count < self._batch_size:
+                        return applied
+            except BaseException:
+                self._saved_since = True  # not applied: the next read tries again
+                raise
+
+    def _saved(self) -> None:
+        self._saved_since = True
 
     def rebuild(self) -> int:
         """Forget every row and the position, then project the whole log again."""
         with self._lock, self._engine.begin() as conn:
             self._seen = 0
+            self._saved_since = True
             for table in reversed(self._metadata.sorted_tables):
                 if table is self._tracking:
                     conn.execute(table.delete().where(table.c.name == self.name))
                 else:
                     conn.execute(table.delete())
-        return self.catch_up()
+        return self.catch_up(look=True)
 
     def _apply_batch(self) -> int:
         with self._engine.begin() as conn:
@@ -211,7 +234,7 @@ class ProjectionRunner:
         while True:
             self._wake.clear()
             try:
-                await asyncio.to_thread(self._projection.catch_up)
+                await asyncio.to_thread(self._projection.catch_up, look=True)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -280,7 +280,7 @@ def cmd_rebuild_check(args: argparse.Namespace, filters: Filters) -> int:
     try:
         live = model_class(app, live_engine, read_model_metadata(settings))
         live.projection.create_tables()
-        live.projection.catch_up()
+        live.projection.catch_up(look=True)
         scratch = model_class(app, scratch_engine, sa.MetaData())
         scratch.projection.create_tables()
         applied = scratch.projection.rebuild()

@@ -166,17 +166,27 @@ class _ExecutorDown(Exception):
     pass
 
 
-async def _fetch(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> Any:
-    """The execution record; None when it does not exist for this caller."""
-    try:
-        response = await http.get(url, headers=headers)
-    except httpx.HTTPError as exc:
-        raise _ExecutorDown from exc
-    if response.status_code == 404:
-        return None
-    if response.status_code != 200:
-        raise _ExecutorDown
-    return response.json()
+async def _fetch(
+    http: httpx.AsyncClient, url: str, headers: dict[str, str], patience_s: float = 15.0
+) -> Any:
+    """The execution record; None when it does not exist for this caller. A busy or
+    restarting executor is asked again, backing off, for up to `patience_s` before the
+    socket is given up (closed with 1013, try again later)."""
+    delay, waited = 0.25, 0.0
+    while True:
+        try:
+            response = await http.get(url, headers=headers)
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 404:
+            return None
+        if response is not None and response.status_code == 200:
+            return response.json()
+        if waited >= patience_s:
+            raise _ExecutorDown
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 2.0)
 
 
 def _status(record: dict[str, Any]) -> dict[str, Any]:
