@@ -7,6 +7,12 @@ from fastapi import FastAPI
 
 from shared.settings import ServiceSettings
 
+# A server keeps an idle connection longer than the platform's own clients do, so a client
+# never reuses a connection at the moment the server closes it (that fails the request, and
+# a POST cannot safely be sent again).
+KEEP_ALIVE_S = 30
+INTERNAL_KEEPALIVE_S = 10.0  # httpx clients between services drop idle connections sooner
+
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     uvicorn.run(
@@ -17,4 +23,5 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )

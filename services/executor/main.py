@@ -18,6 +18,7 @@ from shared.logging import configure_logging
 from shared.readmodel import read_model_engine, read_model_metadata
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
+from shared.serve import INTERNAL_KEEPALIVE_S
 from shared.web.app import event_sourced_app
 from shared.web.history import history_router
 
@@ -43,7 +44,10 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         await runtime.bus.wait_ready()
         await orchestrator.recover(await asyncio.to_thread(executions.unfinished))
 
-    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=2.0),
+        limits=httpx.Limits(max_keepalive_connections=64, keepalive_expiry=INTERNAL_KEEPALIVE_S),
+    )
     recovery: list[asyncio.Task[None]] = []
 
     async def start() -> None:

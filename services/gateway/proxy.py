@@ -8,6 +8,7 @@ from fastapi import Request, Response
 from services.gateway import messages
 from services.gateway.settings import GatewaySettings
 from shared.errors import GatewayTimeout, PayloadTooLarge, ServiceUnavailable
+from shared.serve import INTERNAL_KEEPALIVE_S
 from shared.tracing import inject_headers
 from shared.web.middleware import request_id_var
 
@@ -53,7 +54,11 @@ class UpstreamClient:
             timeout=httpx.Timeout(
                 settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s
             ),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            limits=httpx.Limits(
+                max_connections=512,
+                max_keepalive_connections=128,
+                keepalive_expiry=INTERNAL_KEEPALIVE_S,
+            ),
             transport=transport,
             follow_redirects=False,
         )
