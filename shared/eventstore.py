@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from uuid import UUID
@@ -144,11 +146,13 @@ class EventSourcedApplication(Application[UUID]):
             except Exception:  # a listener must never fail a save that already committed
                 log.exception("save listener failed")
 
-    def retry_on_conflict(self, command: Callable[[], T], attempts: int = 5) -> T:
+    def retry_on_conflict(self, command: Callable[[], T], attempts: int = 20) -> T:
         """Run a read-modify-save `command` again from fresh state when another writer won.
 
         The store's optimistic concurrency rejects the stale save; re-running the command
-        re-reads the aggregate, so no write is lost and none is applied over another.
+        re-reads the aggregate, so no write is lost and none is applied over another. A short
+        random pause before each retry spreads writers that collided, so that with many at
+        once each soon gets its turn (they would otherwise re-read and collide in step).
         """
         for attempt in range(1, attempts + 1):
             try:
@@ -157,6 +161,7 @@ class EventSourcedApplication(Application[UUID]):
                 if attempt == attempts:
                     raise
                 log.info("write conflict; retrying from fresh state (attempt %d)", attempt)
+                time.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - jitter, not secrets
         raise AssertionError("unreachable")
 
     def store_is_reachable(self) -> bool:

@@ -109,4 +109,4 @@ class ExecutorApplication(EventSourcedApplication):
                 self.save(execution)
             return execution
 
-        return self.retry_on_conflict(attempt, attempts=20)
+        return self.retry_on_conflict(attempt)

@@ -37,6 +37,7 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         node_ack_wait_s=settings.node_ack_wait_s,
         max_run_s=settings.max_execution_seconds,
         overdue=executions.overdue,
+        max_loop_items=settings.max_loop_items,
     )
     runtime.add_projection(executions.projection)
 

@@ -56,12 +56,14 @@ class Orchestrator:
         concurrency: int = 32,
         max_run_s: float | None = None,
         overdue: Callable[[datetime], list[UUID]] | None = None,
+        max_loop_items: int | None = None,
     ) -> None:
         self._app = application
         self._bus = bus
         # Runs older than `max_run_s` are failed; `overdue(started_before)` lists them.
         self._max_run_s = max_run_s
         self._overdue = overdue
+        self._max_loop_items = max_loop_items
         self._inline = inline  # run control nodes here (services/executor/inline.py)
         self._node_ack_wait_s = node_ack_wait_s
         self._indexes: dict[UUID, GraphIndex] = {}
@@ -227,7 +229,12 @@ class Orchestrator:
         return index
 
     def _progression(self, execution: Execution) -> Progression:
-        return Progression(execution, self._index(execution), inline=self._inline)
+        return Progression(
+            execution,
+            self._index(execution),
+            inline=self._inline,
+            max_loop_items=self._max_loop_items,
+        )
 
     def _decide(
         self, execution_id: UUID, recover: bool, result: NodeRunResult | None

@@ -147,6 +147,7 @@ class Progression:
     index: GraphIndex
     language: Language = "zh"
     inline: bool = False
+    max_loop_items: int | None = None  # the platform's cap over every loop's max_iterations
     commands: list[NodeRunCommand] = field(default_factory=list)
     retries: list[tuple[str, int, float]] = field(default_factory=list)
     ran_inline: list[InlineRun] = field(default_factory=list)
@@ -262,6 +263,11 @@ class Progression:
             return None, (
                 f"{len(items)} items exceed max_iterations {config.max_iterations}; "
                 "raise max_iterations or split the list"
+            )
+        if self.max_loop_items is not None and len(items) > self.max_loop_items:
+            return None, (
+                f"{len(items)} items exceed the platform's limit of {self.max_loop_items} "
+                "items per loop (AGENTFLOW_MAX_LOOP_ITEMS); split the list"
             )
         return items, None
 

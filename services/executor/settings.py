@@ -21,6 +21,9 @@ class ExecutorSettings(ServiceSettings):
     max_executions_per_minute_per_user: int = Field(default=600, ge=1, le=1_000_000)
     # A run still going this long after it was created is failed (checked every few seconds).
     max_execution_seconds: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    # Caps over what a workflow may ask for: a loop's items, an agent's model turns.
+    max_loop_items: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_agent_iterations: int = Field(default=20, ge=1, le=1000)
 
     # The orchestrator runs control nodes (start, input, condition, transform, output, end)
     # itself instead of sending each to a worker: one save for a stretch of them, no round

@@ -76,6 +76,13 @@ def live_subject(execution_id: str) -> str:
     return f"live.execution.{execution_id}"
 
 
+def capped(config: AgentData, max_iterations: int) -> AgentData:
+    """The agent's config within the platform's cap on model turns."""
+    if config.max_iterations <= max_iterations:
+        return config
+    return config.model_copy(update={"max_iterations": max_iterations})
+
+
 def node_timeout(command: NodeRunCommand) -> float:
     try:
         return float(getattr(parse_node_data(command.node_type, command.data), "timeout", 30.0))
@@ -190,6 +197,7 @@ class Worker:
         if isinstance(config, LLMData):
             return await run_llm(config, context, self._services, emit)
         if isinstance(config, AgentData):
+            config = capped(config, self._settings.max_agent_iterations)
             return await run_agent(
                 config, context, self._services, emit, language, command.owner_id
             )

@@ -79,7 +79,9 @@ def test_a_run_is_followed_live_to_its_end(fresh_stack) -> None:
     assert progress == sorted(progress)
     assert statuses[-1] == {"status": "completed", "progress": 100, "current_node": None}
     completed = [m["data"]["node_id"] for m in messages if m["type"] == "node_output"]
-    assert completed[:2] == ["ask", "input-1"]
+    # start-1 finished before the socket opened; its events may still arrive (the relay
+    # publishes them a moment later), which only repeats what the first status said.
+    assert [node for node in completed if node != "start-1"][:2] == ["ask", "input-1"]
     assert {"node_started", "node_completed", "node_skipped"} <= set(types)
     outputs = {
         m["data"]["node_id"]: m["data"]["output"] for m in messages if m["type"] == "node_output"
