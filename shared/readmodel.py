@@ -135,15 +135,7 @@ class Projection:
         """Apply everything stored since the last position; return how many notifications.
         `look`: ask the store even when this process saved nothing (another process may have
         written it: the background runner's poll)."""
-        # The fast path of every read: nothing stored past what is known to be applied, so no
-        # lock and no transaction (reads would otherwise queue behind one another here).
-        # While another thread is catching up, wait for it: what it applies may be ours.
-        if look:
-            pass
-        elif self._local_store:
-            if not self._saved_since and not self._lock.locked():
-                return 0
-        elif (self._application.recorder.max_notification_id() or 0) <= self._seen:
+        if not look and self._nothing_new():
             return 0
         applied = 0
         with self._lock:
@@ -157,6 +149,14 @@ class Projection:
             except BaseException:
                 self._saved_since = True  # not applied: the next read tries again
                 raise
+
+    def _nothing_new(self) -> bool:
+        """The fast path of every read: nothing stored past what is known to be applied, so
+        no lock and no transaction (reads would otherwise queue behind one another). While
+        another thread is catching up, this waits for it: what it applies may be ours."""
+        if self._local_store:
+            return not self._saved_since and not self._lock.locked()
+        return (self._application.recorder.max_notification_id() or 0) <= self._seen
 
     def _saved(self) -> None:
         self._saved_since = True

@@ -75,30 +75,25 @@ async def hammer_with_wrk(
     return rps, p99, int(non_2xx[1]) if non_2xx else 0
 
 
+async def measure(base_url: str, token: str, path: str, ctx: Context) -> tuple[float, float, int]:
+    """Requests per second, p99 in ms and answers not 200, by wrk when installed."""
+    clients, duration = ctx.options.read_clients, ctx.options.read_duration_s
+    wrk = shutil.which("wrk")
+    if wrk:
+        return await hammer_with_wrk(wrk, base_url, token, path, clients, duration)
+    return await hammer(base_url, token, path, clients, duration)
+
+
 async def run(ctx: Context) -> None:
     platform, api = ctx.running()
     stack = platform.stack
-    clients, duration = ctx.options.read_clients, ctx.options.read_duration_s
+    clients = ctx.options.read_clients
     for path, service in ((W, stack.workflows), (E, stack.executor)):
         count = len((await api.get(path, params={"limit": 100})).json())
         wrk = shutil.which("wrk")
         with DriverCpu() as cpu:
-            if wrk:
-                rps, p99, failed = await hammer_with_wrk(
-                    wrk, platform.base_url, platform.token, path, clients, duration
-                )
-            else:
-                rps, p99, failed = await hammer(
-                    platform.base_url, platform.token, path, clients, duration
-                )
-        if wrk:
-            direct_rps, direct_p99, _ = await hammer_with_wrk(
-                wrk, service.base_url, platform.token, path, clients, duration
-            )
-        else:
-            direct_rps, direct_p99, _ = await hammer(
-                service.base_url, platform.token, path, clients, duration
-            )
+            rps, p99, failed = await measure(platform.base_url, platform.token, path, ctx)
+        direct_rps, direct_p99, _ = await measure(service.base_url, platform.token, path, ctx)
         scenario = f"{S} GET {path}"
         ctx.report.add(
             Figure(

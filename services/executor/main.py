@@ -36,7 +36,7 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         inline=settings.inline_control_nodes,
         node_ack_wait_s=settings.node_ack_wait_s,
         max_run_s=settings.max_execution_seconds,
-        overdue=executions.overdue,
+        overdue=executions.unfinished,
         max_loop_items=settings.max_loop_items,
     )
     runtime.add_projection(executions.projection)

@@ -130,18 +130,19 @@ class Orchestrator:
         assert self._max_run_s is not None
         seconds = f"{self._max_run_s:g}"
 
+        reason = messages.RUN_TOO_LONG.render("zh", seconds=seconds)
+
         def expire(execution: Execution) -> bool:
-            if not execution.fail(messages.RUN_TOO_LONG.render("zh", seconds=seconds)):
+            if not execution.fail(reason):
                 return False
-            execution.record_log("error", messages.RUN_TOO_LONG.render("zh", seconds=seconds))
+            execution.record_log("error", reason)
             return True
 
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         async with lock:
             await asyncio.to_thread(self._app.change, execution_id, expire)
         log.warning("execution %s ran longer than %ss and was failed", execution_id, seconds)
-        self._locks.pop(execution_id, None)
-        self._indexes.pop(execution_id, None)
+        self._forget(execution_id)
 
     async def stop(self) -> None:
         await self.results.stop()
@@ -192,11 +193,18 @@ class Orchestrator:
                 # The decisions are stored: send again (as after a restart) once NATS is back.
                 log.warning("NATS unavailable; re-sending %s's commands shortly", execution_id)
                 self.kick(execution_id, 1.0, recover=True)
+        self._follow_up(execution_id, retries, finished)
+
+    def _follow_up(self, execution_id: UUID, retries: list[Retry], finished: bool) -> None:
+        """After a decision: schedule the attempts it put off, forget a finished run."""
         for run_key, attempt, delay_s in retries:
             self.kick_retry(execution_id, run_key, attempt, delay_s)
         if finished:
-            self._locks.pop(execution_id, None)
-            self._indexes.pop(execution_id, None)
+            self._forget(execution_id)
+
+    def _forget(self, execution_id: UUID) -> None:
+        self._locks.pop(execution_id, None)
+        self._indexes.pop(execution_id, None)
 
     async def _dispatch(self, commands: list[NodeRunCommand]) -> None:
         if commands:
@@ -304,11 +312,7 @@ class Orchestrator:
                 await self._dispatch(commands)
             except BusUnavailable:
                 self.kick(execution_id, 1.0, recover=True)  # the attempt is stored as started
-        for key, next_attempt, delay in retries:
-            self.kick_retry(execution_id, key, next_attempt, delay)
-        if finished:
-            self._locks.pop(execution_id, None)
-            self._indexes.pop(execution_id, None)
+        self._follow_up(execution_id, retries, finished)
 
     def _restart(
         self, execution_id: UUID, run_key: str, attempt: int

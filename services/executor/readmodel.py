@@ -95,26 +95,16 @@ class ExecutionList:
             recent = conn.execute(count.where(mine, t.c.created_at >= since)).scalar()
         return int(unfinished or 0), int(recent or 0)
 
-    def overdue(self, created_before: datetime) -> list[UUID]:
-        """Unfinished executions created before `created_before`."""
+    def unfinished(self, created_before: datetime | None = None) -> list[UUID]:
+        """Executions still going (created before `created_before`, when given): the ones to
+        carry on after a restart, or to fail for running too long."""
         self.projection.catch_up()
         t = self.table
+        query = sa.select(t.c.id).where(t.c.status.not_in(sorted(FINAL_STATUSES)))
+        if created_before is not None:
+            query = query.where(t.c.created_at < created_before)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.c.id).where(
-                    t.c.status.not_in(sorted(FINAL_STATUSES)), t.c.created_at < created_before
-                )
-            ).all()
-        return [UUID(row[0]) for row in rows]
-
-    def unfinished(self) -> list[UUID]:
-        """Executions that were still going when the process stopped: to be carried on."""
-        self.projection.catch_up()
-        t = self.table
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.c.id).where(t.c.status.not_in(sorted(FINAL_STATUSES)))
-            ).all()
+            rows = conn.execute(query).all()
         return [UUID(row[0]) for row in rows]
 
 

@@ -13,6 +13,9 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from shared.web.errors import error_body
+from shared.web.health import NOT_READY
+
 StartResponse = Callable[..., Any]
 
 
@@ -31,17 +34,12 @@ def worker_http_app(ready: Callable[[], bool]) -> Callable[..., Iterable[bytes]]
         if path == "/readyz":
             if ready():
                 return _json(start_response, 200, {"status": "ready", "checks": {"nats": "ok"}})
-            body = {
-                "detail": "Not ready: nats",
-                "error_code": "NOT_READY",
-                "status_code": 503,
-                "checks": {"nats": "failing"},
-            }
+            detail = NOT_READY.render("en", failing="nats")
+            body = error_body(503, "NOT_READY", detail, checks={"nats": "failing"})
             return _json(start_response, 503, body)
         if path == "/metrics":
             return metrics(environ, start_response)  # type: ignore[no-any-return]
-        body = {"detail": "Not Found", "error_code": "NOT_FOUND", "status_code": 404}
-        return _json(start_response, 404, body)
+        return _json(start_response, 404, error_body(404, "NOT_FOUND", "Not Found"))
 
     return app
 

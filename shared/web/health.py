@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from shared.i18n import Message
 from shared.web.errors import error_body, language_of
 
-_NOT_READY = Message("服务未就绪:{failing}", "Not ready: {failing}")
+NOT_READY = Message("服务未就绪:{failing}", "Not ready: {failing}")
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -44,7 +44,7 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
         if all(results):
             return Readiness(status="ready", checks=report)
         failing = ", ".join(name for name, state in report.items() if state != "ok")
-        detail = _NOT_READY.render(language_of(request), failing=failing)
+        detail = NOT_READY.render(language_of(request), failing=failing)
         body = error_body(503, "NOT_READY", detail, checks=report)
         return JSONResponse(body, status_code=503)
 
