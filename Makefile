@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test bench lint typecheck unit integration lock clean
+.PHONY: install run test bench chaos security lint typecheck unit integration lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ integration: install
 
 test: lint typecheck  ## ruff, mypy, then every test (SQLite and PostgreSQL)
 	$(BIN)/pytest
+
+chaos: install  ## faults under load at full size (docs/reliability.md): prints lost, duplicates, recovery times
+	AGENTFLOW_LONG_SUITES=1 $(BIN)/pytest tests/chaos
+
+security: install  ## fuzzing, the attack matrix and hostile graphs at full size (docs/security.md)
+	AGENTFLOW_LONG_SUITES=1 $(BIN)/pytest tests/security
 
 bench: install  ## the benchmark suite (docs/benchmarks.md): table + .data/bench/results.json
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -10,13 +10,15 @@ import pytest
 
 from tests.support.processes import NatsServer
 from tests.support.stores import (
+    BACKENDS,
     POSTGRES_REQUIRED,
     postgres_unavailable_reason,
     store_env,
     temporary_postgres_database,
 )
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# The platform fixtures (stack, fresh_stack, fake_llm) and the printed figures serve every suite.
+pytest_plugins = ["tests.support.platform_fixtures", "tests.support.figures"]
 
 
 @pytest.fixture(scope="session")

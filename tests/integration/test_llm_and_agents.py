@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import LLM_KEY
+from tests.support.platform_fixtures import LLM_KEY
 from tests.integration.test_executions import W, create_workflow, edge, node, wait_finished
 from tests.integration.test_live_updates import receive_all, socket_url, token_of
 from tests.support.events import wait_for_events

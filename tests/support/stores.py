@@ -8,10 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+import pytest
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 # CI sets this so a missing PostgreSQL fails the run instead of skipping half of it.
 POSTGRES_REQUIRED = os.environ.get("AGENTFLOW_REQUIRE_POSTGRES", "") not in ("", "0")
+
+# The store backends a platform test runs on: every such test runs on both.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def postgres_unavailable_reason() -> str | None:

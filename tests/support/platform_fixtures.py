@@ -1,4 +1,5 @@
-"""Integration fixtures: the real platform as processes, on SQLite and on PostgreSQL."""
+"""Platform fixtures for every suite (integration, security, chaos): the real platform as
+processes, on SQLite and on PostgreSQL, and the fake LLM. Loaded by the root conftest."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKENDS
 from tests.support.fake_llm import FakeLLM
 from tests.support.stack import Stack
-from tests.support.stores import store_env
+from tests.support.stores import BACKENDS, store_env
 
 LLM_KEY = "sk-test-" + uuid.uuid4().hex
 
