@@ -38,6 +38,7 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         max_run_s=settings.max_execution_seconds,
         overdue=executions.unfinished,
         max_loop_items=settings.max_loop_items,
+        token_budget=settings.max_tokens_per_execution or None,
     )
     runtime.add_projection(executions.projection)
 

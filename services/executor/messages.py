@@ -39,6 +39,15 @@ RATE_LIMITED = Message(
     "每分钟最多启动 {limit} 次执行,请稍后再试",
     "At most {limit} executions may be started per minute; try again later",
 )
+TOKEN_BUDGET_SPENT = Message(
+    "本次执行的模型 token 预算已用完(已用 {used},上限 {budget},AGENTFLOW_MAX_TOKENS_PER_EXECUTION)",
+    "The run's model token budget is spent ({used} used of {budget}, "
+    "AGENTFLOW_MAX_TOKENS_PER_EXECUTION)",
+)
+AGENT_OVER_BUDGET = Message(
+    "智能体用完了本次执行剩余的 {budget} 个模型 token,仍未给出答案",
+    "The agent spent the run's remaining {budget} model tokens without an answer",
+)
 NODE_FAILED = Message("节点 {node_id} 执行失败:{error}", "Node {node_id} failed: {error}")
 NODE_INTERNAL_ERROR = Message(
     "执行节点时发生内部错误({kind})", "internal error while running the node ({kind})"
@@ -75,6 +84,8 @@ class NodeRunCommand(BaseModel):
     owner_id: str = ""  # whose data sources the node may query
     trace: dict[str, str] = Field(default_factory=dict)  # the execution's trace context
     language: str = "zh"
+    # Model tokens the run may still spend (llm and agent nodes); None: no budget.
+    token_budget: int | None = Field(default=None, ge=1)
 
     @property
     def msg_id(self) -> str:

@@ -57,6 +57,7 @@ class Orchestrator:
         max_run_s: float | None = None,
         overdue: Callable[[datetime], list[UUID]] | None = None,
         max_loop_items: int | None = None,
+        token_budget: int | None = None,
     ) -> None:
         self._app = application
         self._bus = bus
@@ -64,6 +65,7 @@ class Orchestrator:
         self._max_run_s = max_run_s
         self._overdue = overdue
         self._max_loop_items = max_loop_items
+        self._token_budget = token_budget  # model tokens per run (None: no budget)
         self._inline = inline  # run control nodes here (services/executor/inline.py)
         self._node_ack_wait_s = node_ack_wait_s
         self._indexes: dict[UUID, GraphIndex] = {}
@@ -242,6 +244,7 @@ class Orchestrator:
             self._index(execution),
             inline=self._inline,
             max_loop_items=self._max_loop_items,
+            token_budget=self._token_budget,
         )
 
     def _decide(

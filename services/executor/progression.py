@@ -42,6 +42,7 @@ _STATE = {
 }
 _PATH = re.compile(r"\[(\d+)\]")
 Path = tuple[int, ...]
+_MODEL_NODES = frozenset({"llm", "agent"})
 
 
 def run_key(node_id: str, path: Path) -> str:
@@ -60,6 +61,18 @@ def policy_of(node_type: str, data: dict[str, Any]) -> NodeData:
         return NodeData()
     assert isinstance(config, NodeData)
     return config
+
+
+def tokens_used(execution: Execution) -> int:
+    """Model tokens the run has spent: what its llm and agent nodes' results report."""
+    used = 0
+    for node in execution.nodes.values():
+        output = node.get("output")
+        if node["node_type"] in _MODEL_NODES and isinstance(output, dict):
+            usage = output.get("usage")
+            if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+                used += usage["total_tokens"]
+    return used
 
 
 def settle_failure(
@@ -148,6 +161,7 @@ class Progression:
     language: Language = "zh"
     inline: bool = False
     max_loop_items: int | None = None  # the platform's cap over every loop's max_iterations
+    token_budget: int | None = None  # model tokens one run may spend (None: no budget)
     commands: list[NodeRunCommand] = field(default_factory=list)
     retries: list[tuple[str, int, float]] = field(default_factory=list)
     ran_inline: list[InlineRun] = field(default_factory=list)
@@ -223,6 +237,8 @@ class Progression:
         and the pass runs those; True when it ran here (its result is recorded)."""
         record = self.execution.nodes[key]
         node = self.index.nodes_by_id[record["node_id"]]
+        if node.type in _MODEL_NODES and self.token_budget is not None:
+            return self._send_within_budget(key, attempt, context)
         if not (self.inline and runs_inline(node.type, node.data)):
             self.commands.append(self.command(key, attempt, context))
             return False
@@ -238,6 +254,25 @@ class Progression:
         _, delay = apply_result(self.execution, self.index, result)
         if delay is not None:
             self.retries.append((key, attempt + 1, delay))
+        return True
+
+    def _send_within_budget(self, key: str, attempt: int, context: RuntimeContext | None) -> bool:
+        """A model node goes out with what is left of the run's token budget (the worker
+        keeps its calls within it); with nothing left it fails here, by its `on_error`."""
+        assert self.token_budget is not None
+        used = tokens_used(self.execution)
+        if used < self.token_budget:
+            command = self.command(key, attempt, context)
+            self.commands.append(
+                command.model_copy(update={"token_budget": self.token_budget - used})
+            )
+            return False
+        record = self.execution.nodes[key]
+        error = messages.TOKEN_BUDGET_SPENT.render(
+            self.language, used=used, budget=self.token_budget
+        )
+        policy = policy_of(record["node_type"], self.index.nodes_by_id[record["node_id"]].data)
+        settle_failure(self.execution, key, attempt, error, 0, retryable=False, policy=policy)
         return True
 
     def _ran_upstream(self, node_id: str, path: Path) -> list[str]:

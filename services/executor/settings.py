@@ -24,6 +24,9 @@ class ExecutorSettings(ServiceSettings):
     # Caps over what a workflow may ask for: a loop's items, an agent's model turns.
     max_loop_items: int = Field(default=10_000, ge=1, le=1_000_000)
     max_agent_iterations: int = Field(default=20, ge=1, le=1000)
+    # Model tokens (prompt + completion, as the provider reports them) one run may spend over
+    # all its llm and agent nodes; beyond it no further model call is made (0: no budget).
+    max_tokens_per_execution: int = Field(default=1_000_000, ge=0, le=1_000_000_000)
 
     # The orchestrator runs control nodes (start, input, condition, transform, output, end)
     # itself instead of sending each to a worker: one save for a stretch of them, no round

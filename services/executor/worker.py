@@ -43,7 +43,7 @@ from services.executor.runners.builtin import (
 )
 from services.executor.runners.context import ChunkSink, NodeServices
 from services.executor.runners.data_source import run_data_source_query
-from services.executor.runners.llm import run_llm
+from services.executor.runners.llm import run_llm, within_budget
 from services.executor.settings import ExecutorSettings
 from services.executor.worker_http import serve_worker_http
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
@@ -195,11 +195,19 @@ class Worker:
             return await run_data_source_query(config, context, self._services, command.owner_id)
         emit = self._chunk_sink(command)
         if isinstance(config, LLMData):
+            config = within_budget(config, command.token_budget)
             return await run_llm(config, context, self._services, emit)
         if isinstance(config, AgentData):
             config = capped(config, self._settings.max_agent_iterations)
+            config = within_budget(config, command.token_budget)
             return await run_agent(
-                config, context, self._services, emit, language, command.owner_id
+                config,
+                context,
+                self._services,
+                emit,
+                language,
+                command.owner_id,
+                token_budget=command.token_budget,
             )
         raise NodeRunError(NOT_SUPPORTED_YET, type=command.node_type)
 

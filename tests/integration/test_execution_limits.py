@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 
@@ -13,8 +14,12 @@ from tests.integration.test_executions import (
     E,
     W,
     create_workflow,
+    edge,
+    node,
     wait_finished,
 )
+from tests.integration.test_llm_and_agents import requests_with
+from tests.support.fake_llm import FakeLLM
 from tests.support.stack import Stack
 
 LIMITS = {
@@ -90,3 +95,60 @@ def test_a_run_longer_than_the_maximum_run_time_is_failed(fresh_stack) -> None:
         assert client.get(f"{E}/{run['id']}").json()["status"] == "failed"
         logs = client.get(f"/api/v1/execution-logs/executions/{run['id']}").json()["logs"]
         assert logs[-1]["level"] == "error"
+
+
+def test_a_run_stops_calling_models_once_its_token_budget_is_spent(
+    fresh_stack, fake_llm: FakeLLM
+) -> None:
+    stack: Stack = fresh_stack({"AGENTFLOW_MAX_TOKENS_PER_EXECUTION": "30"}, workers=1).start()
+    marker = f"budget-{uuid.uuid4().hex[:8]}"
+    asks = ["ask-1", "ask-2", "ask-3"]
+    chain = {
+        "name": "三次提问",
+        "nodes": [
+            node("start-1", "start"),
+            *(node(a, "llm", provider="deepseek", prompt=f"{marker} {{input.text}}") for a in asks),
+            node("end-1", "end"),
+        ],
+        "edges": [edge(a, b) for a, b in zip(["start-1", *asks], [*asks, "end-1"], strict=True)],
+    }
+    words = " ".join(["word"] * 10)  # each call spends about 2 × 11 tokens (fake: words)
+    client, _ = stack.user_client()
+    with client:
+        run = client.post(
+            f"{W}/{create_workflow(client, chain)}/execute", json={"input_data": {"text": words}}
+        ).json()
+        record = wait_finished(client, run["id"], timeout=60)
+    assert record["status"] == "failed"
+    nodes = record["nodes"]
+    assert [nodes[a]["status"] for a in asks] == ["completed", "completed", "failed"]
+    first = nodes["ask-1"]["output"]["usage"]["total_tokens"]
+    spent = first + nodes["ask-2"]["output"]["usage"]["total_tokens"]
+    assert f"{spent}" in nodes["ask-3"]["error"]
+    assert "30" in record["error"]["message"]
+    sent = requests_with(fake_llm, marker)
+    assert len(sent) == 2  # the third call never reached the provider
+    assert "max_tokens" not in sent[0]["body"] or sent[0]["body"]["max_tokens"] <= 30
+    assert sent[1]["body"]["max_tokens"] == 30 - first  # asked for no more than was left
+
+
+def test_an_agent_stops_turning_once_the_budget_is_spent(fresh_stack, fake_llm: FakeLLM) -> None:
+    stack: Stack = fresh_stack({"AGENTFLOW_MAX_TOKENS_PER_EXECUTION": "30"}, workers=1).start()
+    marker = f"agent-budget-{uuid.uuid4().hex[:8]}"
+    calls = " ".join('[[call=calculator:{"expression": "1+1"}]]' for _ in range(4))
+    padding = " ".join(["word"] * 30)  # the first turn alone spends more than 30 tokens
+    agent = node(
+        "agent-1", "agent", prompt=f"{marker} {padding} {calls}", tools=[{"type": "calculator"}]
+    )
+    flow = {
+        "name": "预算内的智能体",
+        "nodes": [node("start-1", "start"), agent, node("end-1", "end")],
+        "edges": [edge("start-1", "agent-1"), edge("agent-1", "end-1")],
+    }
+    client, _ = stack.user_client()
+    with client:
+        run = client.post(f"{W}/{create_workflow(client, flow)}/execute").json()
+        record = wait_finished(client, run["id"], timeout=60)
+    assert record["status"] == "failed"
+    assert "30" in record["nodes"]["agent-1"]["error"]
+    assert len(requests_with(fake_llm, marker)) == 1  # no second turn

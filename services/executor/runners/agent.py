@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from services.executor.llm.client import LLMError
+from services.executor.messages import AGENT_OVER_BUDGET
 from services.executor.runners.builtin import NodeResult, NodeRunError
 from services.executor.runners.context import ChunkSink, NodeServices
 from services.executor.runners.llm import (
@@ -20,6 +21,7 @@ from services.executor.runners.llm import (
     endpoint_for,
     first_messages,
     usage_log,
+    within_budget,
 )
 from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_schema
 from shared.i18n import Language, Message
@@ -62,6 +64,7 @@ async def run_agent(
     emit: ChunkSink | None,
     language: Language = "zh",
     owner_id: str = "",
+    token_budget: int | None = None,
 ) -> NodeResult:
     endpoint = await endpoint_for(config, services)
     configured = [_rendered(tool, context) for tool in config.tools]
@@ -96,6 +99,10 @@ async def run_agent(
         for key in usage:
             usage[key] += response.usage.get(key, 0)
         logs.append(usage_log(config, response))
+        if response.tool_calls and token_budget is not None:
+            if usage["total_tokens"] >= token_budget:  # another turn would overspend the run
+                raise NodeRunError(AGENT_OVER_BUDGET, logs=tuple(logs), budget=token_budget)
+            config = within_budget(config, token_budget - usage["total_tokens"])
         if not response.tool_calls:
             record = {
                 "text": response.text,

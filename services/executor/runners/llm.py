@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -24,6 +24,8 @@ from shared.tracing import tracer
 from shared.workflow.nodes import LLMData, ModelNodeData
 from shared.workflow.references import RuntimeContext
 from shared.workflow.templates import render
+
+M = TypeVar("M", bound=ModelNodeData)
 
 _tracer = tracer("agentflow.llm")
 _NOT_JSON = Message(
@@ -79,6 +81,15 @@ async def call_model(
     for kind in ("prompt", "completion"):
         LLM_TOKENS.labels(*labels, kind).inc(response.usage.get(f"{kind}_tokens", 0))
     return response
+
+
+def within_budget(config: M, token_budget: int | None) -> M:
+    """The node's config with answers that cannot outgrow what is left of the run's token
+    budget: `max_tokens` lowered to it. The prompt's tokens count too, so a call can still go
+    over by its prompt; the next call is then refused."""
+    if token_budget is None or (config.max_tokens or token_budget + 1) <= token_budget:
+        return config
+    return config.model_copy(update={"max_tokens": token_budget})
 
 
 def usage_log(config: ModelNodeData, response: ChatResponse) -> tuple[str, str]:
