@@ -130,6 +130,7 @@ class ServiceSettings(PlatformSettings):
             "POSTGRES_POOL_SIZE": str(self.postgres_pool_size),
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_PRE_PING": "y",
+            "APPLICATION_RECORDER_TOPIC": "shared.pg_recorder:PipelineSafeRecorder",
         }
 
 
