@@ -99,6 +99,15 @@ class ServiceUnavailable(AppError):
     default_message = Message("服务暂不可用,请稍后重试", "Service temporarily unavailable")
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """The service's database cannot be reached (restarted, network down): try again soon."""
+
+    default_code = "STORE_UNAVAILABLE"
+    default_message = Message(
+        "数据存储暂不可用,请稍后重试", "The data store is unavailable; retry shortly"
+    )
+
+
 class GatewayTimeout(AppError):
     status_code = 504
     default_code = "UPSTREAM_TIMEOUT"

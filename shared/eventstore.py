@@ -16,9 +16,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from uuid import UUID
 
+import eventsourcing.persistence as es
 import psycopg
+import sqlalchemy.exc as sa_exc
 from eventsourcing.application import Application, Repository
 from eventsourcing.persistence import IntegrityError, Recording, TrackingRecorder
+from eventsourcing.postgres import ConnectionPool, PostgresDatastore
 from eventsourcing.sqlite import SQLiteConnectionPool, SQLiteDatastore
 
 from shared.settings import ServiceSettings
@@ -26,6 +29,17 @@ from shared.settings import ServiceSettings
 log = logging.getLogger("agentflow.eventstore")
 
 SaveListener = Callable[[], None]
+# The store cannot be reached (down, restarting, connections lost or exhausted): worth trying
+# again shortly. eventsourcing wraps psycopg's errors; read models raise SQLAlchemy's.
+STORE_UNREACHABLE: tuple[type[Exception], ...] = (
+    es.OperationalError,
+    es.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+)
 T = TypeVar("T")
 
 
@@ -101,6 +115,10 @@ class EventSourcedApplication(Application[UUID]):
         self._tracking: TrackingRecorder | None = None
         if settings.store == "sqlite":
             self._widen_sqlite_pool()
+        datastore = getattr(self.factory, "datastore", None)
+        if isinstance(datastore, PostgresDatastore):
+            # Same pool, same state; only how it behaves while the server is unreachable.
+            datastore.pool.__class__ = FailFastPool
 
     def _widen_sqlite_pool(self) -> None:
         """eventsourcing gives SQLite 15 connections and a 5 s wait for one, not settable by
@@ -170,6 +188,67 @@ class EventSourcedApplication(Application[UUID]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} store={self.settings.store}>"
+
+
+class FailFastPool(ConnectionPool[Any]):
+    """eventsourcing's PostgreSQL pool, failing at once while the server cannot be reached.
+
+    psycopg_pool lets a caller sleep through its backoff (1, 2, 4 s) checking dead pooled
+    connections one by one, or wait its whole timeout (5 s) for one it cannot make, and
+    eventsourcing tries each store call 10 times: with PostgreSQL down a request took some
+    50 s to fail, and once it was back the pool reconnected only after its backoff. Here,
+    once a pooled connection failed its check or a connect failed, a caller connects itself
+    instead: refused at once while the server is down (the caller gets the error: a 503),
+    and a fresh connection, which joins the pool, as soon as it is up.
+    """
+
+    QUICK_CONNECT_S = 2.0
+    _unreachable = False  # a connection broke or a connect failed, and none succeeded since
+
+    def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            conn = super()._connect(timeout)
+        except Exception:
+            self._unreachable = True
+            raise
+        self._unreachable = False
+        return conn
+
+    def _getconn_with_check_loop(self, deadline: float) -> Any:
+        while True:
+            if self._unreachable and (conn := self._connect_here()) is not None:
+                return conn
+            conn = self._getconn_unchecked(deadline - time.monotonic())
+            try:
+                self._check_connection(conn)
+            except Exception:
+                self._putconn(conn, from_getconn=True)
+                self._unreachable = True  # is the server there at all? The next turn asks.
+                continue
+            except BaseException:
+                self._putconn(conn, from_getconn=True)
+                raise
+            return conn
+
+    def _connect_here(self) -> Any:
+        """A new connection for the caller (it joins the pool when put back), or None when
+        the pool is full: the server answered, so the caller waits for a pooled one."""
+        with self._lock:
+            room = self._nconns < self.max_size
+            if room:
+                self._nconns += 1
+        try:
+            conn = self._connect(self.QUICK_CONNECT_S)
+        except BaseException:
+            if room:
+                with self._lock:
+                    self._nconns -= 1
+            raise
+        if room:
+            return conn
+        conn._pool = None
+        conn.close()
+        return None
 
 
 def ensure_postgres_schema(settings: ServiceSettings) -> None:

@@ -39,13 +39,14 @@ def login(
     address: ClientAddress,
 ) -> TokenOut:
     """Exchange a username (or email) and password for a bearer token."""
-    throttle.check(form.username, address)
+    account = auth.account_key(form.username)
+    throttle.check(account, address)
     try:
         user = auth.authenticate(form.username, form.password)
     except InvalidCredentials:
-        throttle.failed(form.username, address)
+        throttle.failed(account, address)
         raise
-    throttle.succeeded(form.username)
+    throttle.succeeded(account)
     token = tokens.issue(user.id, user.role, username=user.username)
     return TokenOut(access_token=token, expires_in=tokens.ttl_seconds)
 

@@ -93,6 +93,12 @@ class AuthApplication(EventSourcedApplication):
         assert user is not None
         return self._view(user)
 
+    def account_key(self, login: str) -> str:
+        """What failed logins are counted by: the account a username or email names, so
+        trying both does not double an attacker's guesses; else the login as typed."""
+        user = self._user_by_email(login) if "@" in login else self._user_by_username(login)
+        return str(user.id) if user is not None else login.casefold()
+
     def get_user(self, user_id: uuid.UUID) -> UserView:
         try:
             user: object = self.repository.get(user_id)

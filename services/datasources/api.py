@@ -29,7 +29,7 @@ from services.datasources.schemas import (
 )
 from shared.errors import BadGateway, BadRequest, GatewayTimeout
 from shared.i18n import Language
-from shared.web.deps import RequestLanguage
+from shared.web.deps import RequestLanguage, Skip
 from shared.web.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/data-sources", tags=["数据源 data sources"])
@@ -65,7 +65,7 @@ def _out(view: DataSourceView) -> DataSourceOut:
 def list_data_sources(
     actor: CurrentActor,
     listing: Listing,
-    skip: Annotated[int, Query(ge=0, description="跳过记录数")] = 0,
+    skip: Skip = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="每页记录数,最大100")] = 100,
     type: Annotated[SourceType | None, Query(description="按类型过滤")] = None,
     status: Annotated[SourceStatus | None, Query(description="按状态过滤")] = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -24,9 +25,16 @@ from services.executor.schemas import (
     Status,
     StatusOut,
 )
-from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from shared.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from shared.i18n import Message
 from shared.security.deps import CurrentPrincipal
-from shared.web.deps import RequestLanguage
+from shared.web.deps import NO_NUL, RequestLanguage, Skip
 from shared.web.errors import error_responses
 from shared.workflow.model import WorkflowGraph
 from shared.workflow.validation import validate_workflow
@@ -42,6 +50,19 @@ class WorkflowNotFound(NotFound):
 class WorkflowInvalid(ValidationFailed):
     default_code = "INVALID_WORKFLOW"
     default_message = messages.WORKFLOW_INVALID
+
+
+class InputTooLarge(PayloadTooLarge):
+    default_code = "INPUT_TOO_LARGE"
+    default_message = Message(
+        "input_data 过大:{size} 字节(最多 {limit})",
+        "input_data is too large: {size} bytes (at most {limit})",
+    )
+
+
+# input_data is stored in the run's first event, beside the workflow (at most 3 MiB): together
+# below the size at which PostgreSQL event inserts hang (about 5 MB, psycopg's pipeline mode).
+MAX_INPUT_BYTES = 1024 * 1024
 
 
 class WorkflowsUnavailable(ServiceUnavailable):
@@ -101,9 +122,14 @@ async def _start(
     orchestrator: Orchestrator,
     language: RequestLanguage,
 ) -> ExecutionCreated:
+    size = len(json.dumps(input_data, ensure_ascii=False).encode())
+    if size > MAX_INPUT_BYTES:
+        raise InputTooLarge(size=size, limit=MAX_INPUT_BYTES)
     workflow = await _fetch_workflow(request, workflow_id)
     graph = WorkflowGraph.model_validate({"nodes": workflow["nodes"], "edges": workflow["edges"]})
-    report = validate_workflow(graph, language)
+    # Off the event loop: a large hostile graph takes a second to check, and the loop also
+    # dispatches every other user's nodes.
+    report = await asyncio.to_thread(validate_workflow, graph, language)
     if not report.valid:
         raise WorkflowInvalid(
             summary="; ".join(issue.message for issue in report.errors[:3]),
@@ -123,7 +149,7 @@ async def _start(
     )
 
 
-STARTS = error_responses(401, 404, 422, 429, 503)
+STARTS = error_responses(401, 404, 413, 422, 429, 503)
 
 
 @router.post(
@@ -192,11 +218,13 @@ def _executions(request: Request) -> ExecutionList:
 def list_executions(
     principal: CurrentPrincipal,
     listing: Annotated[ExecutionList, Depends(_executions)],
-    skip: Annotated[int, Query(ge=0, description="跳过记录数")] = 0,
+    skip: Skip = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="每页记录数,最大100")] = 100,
     workflow_id: Annotated[UUID | None, Query(description="工作流ID筛选")] = None,
     status: Annotated[Status | None, Query(description="状态筛选")] = None,
-    search: Annotated[str | None, Query(max_length=200, description="搜索关键词")] = None,
+    search: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="搜索关键词")
+    ] = None,
 ) -> list[dict[str, Any]]:
     """Your executions, newest first (an admin's: everyone's), filtered and searched."""
     query = ExecutionQuery(

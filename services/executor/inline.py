@@ -18,7 +18,7 @@ from typing import Any
 
 from services.executor.messages import NODE_INTERNAL_ERROR, NodeRunResult
 from services.executor.runners.builtin import BUILTIN_RUNNERS, NodeRunError, run_builtin
-from shared.i18n import Language
+from shared.i18n import Language, LocalizedError
 from shared.workflow.references import RuntimeContext
 
 log = logging.getLogger("agentflow.executor.inline")
@@ -71,6 +71,9 @@ def run_inline(
             logs=exc.logs,
         )
         return failure, "retryable" if exc.retryable else "failed"
+    except LocalizedError as exc:  # a template or expression beyond its bounds: the user's
+        error = exc.render(language)
+        return NodeRunResult.failed(execution_id, run_key, attempt, error, _ms(started)), "failed"
     except Exception as exc:  # a bug in a runner fails its node, not the orchestrator
         log.exception("node %s of execution %s failed unexpectedly", run_key, execution_id)
         error = NODE_INTERNAL_ERROR.render(language, kind=type(exc).__name__)

@@ -32,6 +32,7 @@ from shared.bus.streams import (
     NODE_WORKERS_DURABLE,
     node_workers_consumer,
 )
+from shared.eventstore import STORE_UNREACHABLE
 from shared.tracing import context_from, inject_headers, tracer
 from shared.workflow.graph import GraphIndex
 from shared.workflow.model import WorkflowGraph
@@ -175,6 +176,10 @@ class Orchestrator:
             await asyncio.sleep(delay_s)
         try:
             await self.advance(execution_id, recover=recover)
+        except STORE_UNREACHABLE as exc:
+            # Nothing was decided: carry it on (as after a restart) once the store is back.
+            log.warning("store unreachable advancing %s; trying again: %s", execution_id, exc)
+            self.kick(execution_id, 1.0, recover=True)
         except Exception:
             log.exception("advancing execution %s failed", execution_id)
 
@@ -308,9 +313,15 @@ class Orchestrator:
         await asyncio.sleep(delay_s)
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         async with lock:
-            commands, retries, finished = await asyncio.to_thread(
-                self._restart, execution_id, run_key, attempt
-            )
+            try:
+                commands, retries, finished = await asyncio.to_thread(
+                    self._restart, execution_id, run_key, attempt
+                )
+            except STORE_UNREACHABLE as exc:
+                # A carry-on (recover) starts the attempts whose backoff is over, once it can.
+                log.warning("store unreachable retrying %s; trying again: %s", execution_id, exc)
+                self.kick(execution_id, 1.0, recover=True)
+                return
             try:
                 await self._dispatch(commands)
             except BusUnavailable:

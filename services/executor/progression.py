@@ -25,13 +25,13 @@ from services.executor.inline import InlineRun, run_inline, runs_inline
 from services.executor.messages import LoopFrameIn, NodeRunCommand, NodeRunResult
 from services.executor.planner import NodeState, Outcome, plan
 from services.executor.runners.builtin import final_output_data
-from shared.i18n import Language
+from shared.i18n import Language, Message
 from shared.workflow.graph import GraphIndex
 from shared.workflow.model import HANDLE_ERROR
 from shared.workflow.nodes import LoopData, NodeData, parse_node_data
 from shared.workflow.outputs import primary_output
 from shared.workflow.references import LoopFrame, RuntimeContext
-from shared.workflow.templates import render, render_value
+from shared.workflow.templates import TemplateError, render, render_value
 
 _STATE = {
     "completed": NodeState.COMPLETED,
@@ -43,6 +43,13 @@ _STATE = {
 _PATH = re.compile(r"\[(\d+)\]")
 Path = tuple[int, ...]
 _MODEL_NODES = frozenset({"llm", "agent"})
+# A node command travels through NATS, whose messages are at most 1 MiB by default (headers
+# included); a command is the node's inputs, so large input_data or upstream outputs.
+MAX_COMMAND_BYTES = 1_000_000
+_COMMAND_TOO_LARGE = Message(
+    "节点的输入过大,无法交给工作进程:{size} 字节(最多 {limit})",
+    "the node's inputs are too large to hand to a worker: {size} bytes (at most {limit})",
+)
 
 
 def run_key(node_id: str, path: Path) -> str:
@@ -240,8 +247,7 @@ class Progression:
         if node.type in _MODEL_NODES and self.token_budget is not None:
             return self._send_within_budget(key, attempt, context)
         if not (self.inline and runs_inline(node.type, node.data)):
-            self.commands.append(self.command(key, attempt, context))
-            return False
+            return self._queue(self.command(key, attempt, context))
         if context is None:
             context = self.context(node.id, path_of(record, key))
         started_ns = time.time_ns()
@@ -256,6 +262,20 @@ class Progression:
             self.retries.append((key, attempt + 1, delay))
         return True
 
+    def _queue(self, command: NodeRunCommand) -> bool:
+        """Queue a command for the workers. One that NATS would refuse as too large (its
+        inputs: input_data and upstream outputs) fails its node here, by its `on_error`;
+        sent, it would be refused again on every try and the run would never end."""
+        size = len(command.model_dump_json())
+        if size <= MAX_COMMAND_BYTES:
+            self.commands.append(command)
+            return False
+        error = _COMMAND_TOO_LARGE.render(self.language, size=size, limit=MAX_COMMAND_BYTES)
+        policy = policy_of(command.node_type, command.data)
+        key, attempt = command.run_key, command.attempt
+        settle_failure(self.execution, key, attempt, error, 0, retryable=False, policy=policy)
+        return True
+
     def _send_within_budget(self, key: str, attempt: int, context: RuntimeContext | None) -> bool:
         """A model node goes out with what is left of the run's token budget (the worker
         keeps its calls within it); with nothing left it fails here, by its `on_error`."""
@@ -263,10 +283,9 @@ class Progression:
         used = tokens_used(self.execution)
         if used < self.token_budget:
             command = self.command(key, attempt, context)
-            self.commands.append(
+            return self._queue(
                 command.model_copy(update={"token_budget": self.token_budget - used})
             )
-            return False
         record = self.execution.nodes[key]
         error = messages.TOKEN_BUDGET_SPENT.render(
             self.language, used=used, budget=self.token_budget
@@ -290,7 +309,10 @@ class Progression:
     ) -> tuple[list[Any] | None, str | None]:
         assert isinstance(config, LoopData)
         context = self.context(node_id, path)
-        items = render_value(config.items_template, context.resolve)
+        try:
+            items = render_value(config.items_template, context.resolve)
+        except TemplateError as exc:
+            return None, f"items_path: {exc.render('en')}"
         if not isinstance(items, list):
             kind = "null" if items is None else type(items).__name__
             return None, f"items_path {config.items_path} is not a list (it is {kind})"
@@ -345,8 +367,12 @@ class Progression:
             error = f"{failed[0]}: {self.execution.nodes[failed[0]]['error']}"
             self.execution.record_iteration_finished(key, index, False, None, error)
         else:
-            result = self._iteration_result(loop_id, ipath, config)
-            self.execution.record_iteration_finished(key, index, True, result, None)
+            try:
+                result = self._iteration_result(loop_id, ipath, config)
+            except TemplateError as exc:  # the loop's `output` beyond its bounds
+                self.execution.record_iteration_finished(key, index, False, None, exc.render("en"))
+            else:
+                self.execution.record_iteration_finished(key, index, True, result, None)
         self.changed = True
 
     def _iteration_result(self, loop_id: str, ipath: Path, config: LoopData) -> Any:
@@ -464,7 +490,10 @@ class Progression:
         seen: dict[str, Any] = {}
         for name in ("system_prompt", "prompt"):
             if isinstance(data.get(name), str):
-                seen[name] = render(data[name], context.resolve)
+                try:
+                    seen[name] = render(data[name], context.resolve)
+                except TemplateError as exc:  # the node's own run fails with it, clearly
+                    seen[name] = exc.render("en")
         return seen
 
     def command(

@@ -54,7 +54,7 @@ from shared.bus.streams import (
     NODE_WORKERS_DURABLE,
     node_result_subject,
 )
-from shared.i18n import Language, Message
+from shared.i18n import Language, LocalizedError, Message
 from shared.logging import configure_logging
 from shared.security.tokens import TokenService
 from shared.tracing import context_from, tracer
@@ -140,15 +140,34 @@ class Worker:
             NODE_RUN_SECONDS.labels(command.node_type, "worker").observe(result.duration_ms / 1000)
         # Publish before the ack (the consumer acks when this returns): a crash in between
         # re-runs the node and re-publishes a result that JetStream deduplicates.
-        await self._bus.publish_batch(
-            [
-                OutgoingMessage(
-                    subject=node_result_subject(command.execution_id),
-                    payload=result.model_dump_json().encode(),
-                    msg_id=result.msg_id,
-                )
-            ]
+        await self._publish(message, result)
+
+    async def _publish(self, message: Msg, result: NodeRunResult) -> None:
+        """Send the result. While NATS is away the result is kept (and the command, by
+        heartbeats) and sent once NATS is back: dropping it would run the node, an LLM call
+        perhaps, a second time after the redelivery."""
+        outgoing = OutgoingMessage(
+            subject=node_result_subject(result.execution_id),
+            payload=result.model_dump_json().encode(),
+            msg_id=result.msg_id,
         )
+        heartbeat: asyncio.Task[None] | None = None
+        delay = 0.2
+        try:
+            while True:
+                try:
+                    await self._bus.publish_batch([outgoing])
+                    return
+                except BusUnavailable as exc:
+                    if heartbeat is None:
+                        log.warning("holding the result of %s until NATS is back: %s",
+                                    result.msg_id, exc)  # fmt: skip
+                        heartbeat = asyncio.create_task(self._heartbeat(message))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
 
     async def _heartbeat(self, message: Msg) -> None:
         interval = self._settings.node_ack_wait_s / 3
@@ -173,6 +192,8 @@ class Worker:
                 command, exc.render(language), _ms(started), exc.retryable, exc.logs
             )
             return failure, "retryable" if exc.retryable else "failed"
+        except LocalizedError as exc:  # a template beyond its bounds: the user's, not a bug
+            return self._failure(command, exc.render(language), _ms(started)), "failed"
         except Exception as exc:
             log.exception("node %s failed unexpectedly", command.msg_id)
             text = NODE_INTERNAL_ERROR.render(language, kind=type(exc).__name__)

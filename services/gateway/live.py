@@ -17,16 +17,22 @@ from typing import Any
 
 import httpx
 from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from nats.aio.msg import Msg
 
+from services.gateway import messages
 from services.gateway.proxy import UpstreamClient
 from shared.bus.client import BusUnavailable, JetStreamBus
-from shared.errors import AppError
+from shared.errors import AppError, NotFound
+from shared.i18n import pick_language
 from shared.security.tokens import TokenService
+from shared.web.errors import error_body
 
 log = logging.getLogger("agentflow.gateway.live")
 
-# Close codes: 4401 bad or missing token, 4404 no such execution (or not yours), 1013 try later.
+# A bad or missing token, or an execution that does not exist or is not the caller's, refuse
+# the handshake with an HTTP 401/404 of the documented error shape (the same 404 either way);
+# servers without that ASGI extension close with 4401/4404 instead. 1013: try again later.
 _FINAL = {"ExecutionCompleted": "completed", "ExecutionFailed": "failed",
           "ExecutionCancelled": "cancelled"}  # fmt: skip
 _MESSAGE_TYPES = {
@@ -55,8 +61,8 @@ async def execution_socket(
     token = websocket.query_params.get("token", "")
     try:
         tokens.verify(token)
-    except AppError:
-        await websocket.close(code=4401, reason="invalid token")
+    except AppError as error:
+        await _refuse(websocket, error, 4401)
         return
     headers = {"authorization": f"Bearer {token}"}
     base = upstreams.base_url("executor") + f"/api/v1/executions/{execution_id}"
@@ -75,7 +81,7 @@ async def execution_socket(
     try:
         record = await _fetch(upstreams.http, base, headers)
         if record is None:
-            await websocket.close(code=4404, reason="execution not found")
+            await _refuse(websocket, _NoSuchExecution(), 4404)
             return
         await websocket.accept()
         await websocket.send_json({"type": "status", "data": _status(record)})
@@ -164,6 +170,23 @@ async def _pass_on(
 
 class _ExecutorDown(Exception):
     pass
+
+
+class _NoSuchExecution(NotFound):
+    default_code = "EXECUTION_NOT_FOUND"  # as GET /api/v1/executions/{id} says it
+    default_message = messages.EXECUTION_NOT_FOUND
+
+
+async def _refuse(websocket: WebSocket, error: AppError, close_code: int) -> None:
+    """Refuse the handshake: an HTTP error answer where the server can send one, else a close."""
+    if "websocket.http.response" not in (websocket.scope.get("extensions") or {}):
+        await websocket.close(code=close_code, reason=error.error_code)
+        return
+    language = pick_language(websocket.headers.get("accept-language"))
+    body = error_body(error.status_code, error.error_code, error.detail(language), **error.extra)
+    await websocket.send_denial_response(
+        JSONResponse(body, status_code=error.status_code, headers=error.headers or None)
+    )
 
 
 async def _fetch(

@@ -9,3 +9,4 @@ UPSTREAM_SLOW = Message("{service} 服务响应超时", "The {service} service t
 BODY_TOO_LARGE = Message(
     "请求体超过 {limit} 字节上限", "The request body exceeds the {limit}-byte limit"
 )
+EXECUTION_NOT_FOUND = Message("执行记录不存在", "Execution not found")

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from shared.web.openapi import error_response, operations
+
 log = logging.getLogger("agentflow.gateway.openapi")
 
 
@@ -67,7 +69,7 @@ def merge(base: dict[str, Any], specs: dict[str, dict[str, Any] | None]) -> dict
             continue
         for path, item in spec.get("paths", {}).items():
             if path.startswith("/api/"):
-                paths[path] = item
+                paths[path] = _with_gateway_answers(item)
         for section, entries in spec.get("components", {}).items():
             target = components.setdefault(section, {})
             for key, value in entries.items():
@@ -83,3 +85,17 @@ def merge(base: dict[str, Any], specs: dict[str, dict[str, Any] | None]) -> dict
         info["description"] = info.get("description", "") + note
         info["x-unavailable-upstreams"] = sorted(missing)
     return document
+
+
+def _with_gateway_answers(item: dict[str, Any]) -> dict[str, Any]:
+    """What may answer any proxied operation besides its route: the gateway (upstream down or
+    too slow, body over its limit, services/gateway/proxy.py) or a service whose store is
+    unreachable (503)."""
+    item = copy.deepcopy(item)
+    for operation in operations({"paths": {"": item}}):
+        responses: dict[str, Any] = operation.setdefault("responses", {})
+        responses.setdefault("503", error_response("A service or its store is down; retry"))
+        responses.setdefault("504", error_response("Upstream timed out (UPSTREAM_TIMEOUT)"))
+        if "requestBody" in operation:
+            responses.setdefault("413", error_response("Body too large (PAYLOAD_TOO_LARGE)"))
+    return item

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 from fastapi import Request, Response
 
@@ -83,9 +85,7 @@ class UpstreamClient:
             headers["x-forwarded-for"] = (
                 f"{prior}, {request.client.host}" if prior else request.client.host
             )
-        url = self._bases[upstream] + request.url.path
-        if request.url.query:
-            url += "?" + request.url.query
+        url = self._bases[upstream] + _upstream_target(request)
         try:
             upstream_response = await self.http.request(
                 request.method, url, headers=headers, content=body
@@ -124,3 +124,18 @@ class UpstreamClient:
         except httpx.HTTPError:
             return False
         return response.status_code == 200
+
+
+# What may stay as it is in a forwarded path or query; anything else is percent-encoded.
+_URL_SAFE = "/%:@!$&'()*+,;=-._~?"
+
+
+def _upstream_target(request: Request) -> str:
+    """The path and query as the client sent them: the raw path keeps its percent-encoding
+    (the decoded one may hold control characters httpx refuses, or an encoded `/`)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    target = quote(raw, safe=_URL_SAFE)
+    query: bytes = request.scope.get("query_string", b"")
+    if query:
+        target += "?" + quote(query, safe=_URL_SAFE)
+    return target

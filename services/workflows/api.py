@@ -33,7 +33,7 @@ from services.workflows.schemas import (
 )
 from shared.errors import ValidationFailed
 from shared.i18n import Message
-from shared.web.deps import RequestLanguage
+from shared.web.deps import NO_NUL, RequestLanguage, Skip
 from shared.web.errors import error_responses
 from shared.workflow.model import Edge, Node, WorkflowGraph
 from shared.workflow.validation import validate_workflow
@@ -78,9 +78,11 @@ def _out(view: WorkflowView) -> WorkflowOut:
 def list_workflows(
     actor: CurrentActor,
     listing: Listing,
-    skip: Annotated[int, Query(ge=0, description="跳过记录数")] = 0,
+    skip: Skip = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="每页记录数,最大100")] = 100,
-    search: Annotated[str | None, Query(max_length=200, description="按名称或描述搜索")] = None,
+    search: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="按名称或描述搜索")
+    ] = None,
     status: Annotated[Literal["draft", "published", "running", "stopped"] | None, Query()] = None,
     sort_by: Annotated[Literal["name", "created_at", "updated_at"], Query()] = "created_at",
     sort_order: Annotated[Literal["asc", "desc"], Query()] = "desc",
@@ -102,7 +104,7 @@ def list_workflows(
     "",
     response_model=WorkflowOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 413, 422),
 )
 def create_workflow(body: WorkflowCreate, actor: CurrentActor, workflows: Workflows) -> WorkflowOut:
     """Create a workflow: version 1, status draft. Invalid drafts may be saved."""
@@ -135,8 +137,8 @@ def create_from_template(
     template_id: str,
     actor: CurrentActor,
     workflows: Workflows,
-    name: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    description: Annotated[str | None, Query(max_length=5000)] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)] = None,
+    description: Annotated[str | None, Query(max_length=5000, pattern=NO_NUL)] = None,
 ) -> WorkflowOut:
     """Create a workflow of your own from a built-in template."""
     return _out(workflows.create_from_template(actor, template_id, name, description))
@@ -146,7 +148,7 @@ def create_from_template(
     "/import",
     response_model=WorkflowOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 413, 422),
 )
 def import_workflow(body: ImportIn, actor: CurrentActor, workflows: Workflows) -> WorkflowOut:
     """Create a workflow from what `export` produced."""
@@ -178,7 +180,7 @@ def get_workflow(workflow_id: WorkflowId, actor: CurrentActor, workflows: Workfl
 
 
 @router.put(
-    "/{workflow_id}", response_model=WorkflowOut, responses=error_responses(401, 404, 409, 422)
+    "/{workflow_id}", response_model=WorkflowOut, responses=error_responses(401, 404, 409, 413, 422)
 )
 def update_workflow(
     workflow_id: WorkflowId, body: WorkflowUpdate, actor: CurrentActor, workflows: Workflows

@@ -101,6 +101,7 @@ class WorkflowsApplication(EventSourcedApplication):
     def create(
         self, actor: Actor, content: Content, *, origin: str = "api", comment: str = ""
     ) -> WorkflowView:
+        content.check_size()
         workflow = Workflow(actor.user_id, content.as_dict(), actor.as_author(), origin, comment)
         self.save(workflow)
         return self._view(workflow)
@@ -128,6 +129,7 @@ class WorkflowsApplication(EventSourcedApplication):
                 nodes=current.nodes if nodes is None else nodes,
                 edges=current.edges if edges is None else edges,
             )
+            wanted.check_size()
             changes = diff(current, wanted)
             if not changes:
                 return self._view(workflow)  # a no-op update makes no version

@@ -5,10 +5,26 @@ Events carry deltas, not copies: a change to one node of a 500-node workflow sto
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+from shared.errors import PayloadTooLarge
+from shared.i18n import Message
 
 Item = dict[str, Any]  # a node or an edge, as the client sent it (React Flow shape)
+
+# A workflow's content as stored (UTF-8 JSON). Its creation is one event: PostgreSQL inserts
+# of events over about 5 MB hang for ever (psycopg's pipeline mode), and nobody draws this much.
+MAX_CONTENT_BYTES: Final = 3 * 1024 * 1024
+
+
+class WorkflowTooLarge(PayloadTooLarge):
+    default_code = "WORKFLOW_TOO_LARGE"
+    default_message = Message(
+        "工作流内容过大:{size} 字节(最多 {limit})",
+        "The workflow is too large: {size} bytes (at most {limit})",
+    )
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,12 @@ class Content:
             "nodes": self.nodes,
             "edges": self.edges,
         }
+
+    def check_size(self) -> None:
+        """WorkflowTooLarge (413) when the content is over MAX_CONTENT_BYTES."""
+        size = len(json.dumps(self.as_dict(), ensure_ascii=False).encode())
+        if size > MAX_CONTENT_BYTES:
+            raise WorkflowTooLarge(size=size, limit=MAX_CONTENT_BYTES)
 
 
 def _items_delta(old: list[Item], new: list[Item]) -> dict[str, Any] | None:

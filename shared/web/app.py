@@ -12,7 +12,9 @@ from fastapi_offline import FastAPIOffline
 from shared.runtime import ServiceRuntime
 from shared.web.errors import install_error_handlers
 from shared.web.health import ReadinessCheck, health_router
+from shared.web.json_body import JsonBodyGuard
 from shared.web.middleware import RequestContextMiddleware
+from shared.web.openapi import document_error_shape
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -38,6 +40,8 @@ def build_app(
         **kwargs,
     )
     install_error_handlers(app)
+    document_error_shape(app)
+    app.add_middleware(JsonBodyGuard)  # inside the request context: refusals are counted
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(health_router(readiness))
     return app

@@ -15,8 +15,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import AppError
+from shared.errors import AppError, StoreUnavailable
+from shared.eventstore import STORE_UNREACHABLE
 from shared.i18n import Language, Message, pick_language
+from shared.workflow.issues import Issue
 
 log = logging.getLogger("agentflow.errors")
 
@@ -33,8 +35,10 @@ class ErrorResponse(BaseModel):
     detail: str = Field(examples=["错误描述"])
     error_code: str = Field(examples=["ERROR_CODE"])
     status_code: int = Field(examples=[400])
-    errors: list[FieldError] | None = Field(
-        default=None, description="Per-field problems, on validation errors only."
+    errors: list[FieldError] | list[Issue] | None = Field(
+        default=None,
+        description="Per-field problems on request validation errors; the workflow's issues "
+        "when a workflow fails validation (INVALID_WORKFLOW).",
     )
 
 
@@ -103,8 +107,16 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=500)
 
 
+async def _store_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    """A 503 the client may retry, not a 500."""
+    log.warning("store unreachable on %s %s: %s", request.method, request.url.path, exc)
+    return await _app_error(request, StoreUnavailable(headers={"Retry-After": "1"}))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
+    for kind in STORE_UNREACHABLE:
+        app.add_exception_handler(kind, _store_unreachable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from shared.errors import Forbidden, NotFound
 from shared.history import AggregateUnknown, aggregate_history, state_at
 from shared.security.deps import CurrentPrincipal
+from shared.web.deps import MAX_INT64
 from shared.web.errors import error_responses
 
 
@@ -49,7 +50,9 @@ def history_router(
         aggregate_id: str,
         request: Request,
         principal: CurrentPrincipal,
-        at_version: Annotated[int | None, Query(ge=1, description="State after this event")] = None,
+        at_version: Annotated[
+            int | None, Query(ge=1, le=MAX_INT64, description="State after this event")
+        ] = None,
     ) -> HistoryOut:
         """Every stored event of one aggregate and its state at a version (admins only)."""
         if not principal.is_admin:

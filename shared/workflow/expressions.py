@@ -10,14 +10,17 @@ sandbox escape.
 from __future__ import annotations
 
 import ast
+import contextvars
 import functools
 import math
 import operator
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import regex
 from simpleeval import EvalWithCompoundTypes, safe_add, safe_mult
 
 from shared.i18n import LocalizedError, Message
@@ -27,6 +30,13 @@ MAX_EXPRESSION_LENGTH: Final = 2000
 MAX_REGEX_LENGTH: Final = 200
 MAX_REGEX_SUBJECT_LENGTH: Final = 100_000
 MAX_EXPONENT: Final = 1000
+# Integers up to about 3000 digits: `(10**1000)**1000` would otherwise hold a core for hours.
+MAX_INT_BITS: Final = 10_000
+# Nesting of the syntax tree: evaluation recurses, so `1+1+…+1` must not reach Python's limit.
+MAX_DEPTH: Final = 100
+# What all `matches()` calls of one evaluation may take together: a backtracking pattern
+# (`(a|aa)+$`) on a short text is exponential, and conditions run in the orchestrator.
+REGEX_BUDGET_S: Final = 1.0
 
 _SINGLE_REFERENCE = re.compile(r"\{([\w-]+(?:\.[\w-]+)*)\}")
 _PLACEHOLDER_PREFIX: Final = "_ref"
@@ -69,6 +79,19 @@ _SUBJECT_TOO_LONG = Message(
     "matches 的文本过长(最多 {limit} 个字符)", "text for matches too long (at most {limit} chars)"
 )
 _EXPONENT = Message("指数过大(最多 {limit})", "exponent too large (at most {limit})")
+_TOO_BIG = Message(
+    "数值过大(整数最多约 {digits} 位)", "number too large (integers up to about {digits} digits)"
+)
+_TOO_DEEP = Message(
+    "表达式嵌套过深(最多 {limit} 层)", "expression nested too deeply (at most {limit})"
+)
+_REGEX_TIMEOUT = Message(
+    "matches 超时(正则表达式回溯过多,最多 {limit} 秒)",
+    "matches timed out (the regular expression backtracks too much; at most {limit} s)",
+)
+_ROUND_DIGITS = Message(
+    "round 的位数过大(最多 {limit})", "round to too many digits (at most {limit})"
+)
 _EVALUATION = Message("求值失败:{detail}", "evaluation failed: {detail}")
 _CONVERSION = Message("无法把 {value} 转换为 {kind}", "cannot convert {value} to {kind}")
 
@@ -76,23 +99,43 @@ _CONVERSION = Message("无法把 {value} 转换为 {kind}", "cannot convert {val
 # -- functions available in expressions ---------------------------------------------------
 
 
+# When the current evaluation's regex budget runs out (monotonic seconds); None outside one.
+_regex_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "regex_deadline", default=None
+)
+
+
 @functools.lru_cache(maxsize=256)
-def _compile_regex(pattern: str) -> re.Pattern[str]:
+def _compile_regex(pattern: str) -> Any:
     if len(pattern) > MAX_REGEX_LENGTH:
         raise ExpressionError(_REGEX_TOO_LONG, limit=MAX_REGEX_LENGTH)
     try:
-        return re.compile(pattern)
-    except re.error as exc:
+        re.compile(pattern)  # Python's syntax is the documented one; `regex` adds a timeout
+        return regex.compile(pattern)
+    except (re.error, regex.error) as exc:
         raise ExpressionError(_REGEX_INVALID, detail=str(exc)) from exc
 
 
 def _matches(text: Any, pattern: Any) -> bool:
     subject = to_text(text)
-    # Pattern and subject are both bounded: a backtracking regex is costly only when both
-    # are large, and neither can be here.
     if len(subject) > MAX_REGEX_SUBJECT_LENGTH:
         raise ExpressionError(_SUBJECT_TOO_LONG, limit=MAX_REGEX_SUBJECT_LENGTH)
-    return _compile_regex(to_text(pattern)).search(subject) is not None
+    compiled = _compile_regex(to_text(pattern))
+    deadline = _regex_deadline.get()
+    remaining = REGEX_BUDGET_S if deadline is None else deadline - time.monotonic()
+    try:
+        if remaining <= 0:
+            raise TimeoutError
+        return compiled.search(subject, timeout=remaining) is not None
+    except TimeoutError:
+        raise ExpressionError(_REGEX_TIMEOUT, limit=REGEX_BUDGET_S) from None
+
+
+def _round(value: Any, digits: Any = None) -> Any:
+    # round(1, -10**9) computes 10**(10**9) first.
+    if isinstance(digits, int) and abs(digits) > MAX_EXPONENT:
+        raise ExpressionError(_ROUND_DIGITS, limit=MAX_EXPONENT)
+    return round(value) if digits is None else round(value, digits)
 
 
 def _contains(container: Any, item: Any) -> bool:
@@ -160,7 +203,7 @@ FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "abs": abs,
     "min": min,
     "max": max,
-    "round": round,
+    "round": _round,
 }
 
 
@@ -192,16 +235,36 @@ def _coerced(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return apply
 
 
+_DIGITS: Final = int(MAX_INT_BITS * math.log10(2))
+
+
+def _multiply(left: Any, right: Any) -> Any:
+    if (
+        isinstance(left, int)
+        and isinstance(right, int)
+        and left.bit_length() + right.bit_length() > MAX_INT_BITS + 1
+    ):
+        raise ExpressionError(_TOO_BIG, digits=_DIGITS)
+    return safe_mult(left, right)
+
+
 def _power(base: Any, exponent: Any) -> Any:
     if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
         raise ExpressionError(_EXPONENT, limit=MAX_EXPONENT)
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and exponent > 0
+        and (base.bit_length() - 1) * exponent > MAX_INT_BITS
+    ):
+        raise ExpressionError(_TOO_BIG, digits=_DIGITS)
     return base**exponent
 
 
 _OPERATORS: Final[dict[type[ast.AST], Callable[..., Any]]] = {
     ast.Add: safe_add,
     ast.Sub: operator.sub,
-    ast.Mult: safe_mult,
+    ast.Mult: _multiply,
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
@@ -263,12 +326,15 @@ class Condition:
         evaluator = EvalWithCompoundTypes(
             operators=dict(_OPERATORS), functions=dict(FUNCTIONS), names=names
         )
+        budget = _regex_deadline.set(time.monotonic() + REGEX_BUDGET_S)
         try:
             result = evaluator.eval(self.source, previously_parsed=self._tree.body)
         except ExpressionError:
             raise
         except Exception as exc:  # anything the user's data makes go wrong is the user's error
             raise ExpressionError(_EVALUATION, detail=f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            _regex_deadline.reset(budget)
         return to_bool(result)
 
 
@@ -305,7 +371,19 @@ def _substitute_references(expression: str) -> tuple[str, dict[str, Reference]]:
     return "".join(out), placeholders
 
 
+def _depth(tree: ast.AST) -> int:
+    """How deeply the tree nests, counted without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def _check_tree(tree: ast.Expression, placeholders: dict[str, Reference]) -> None:
+    if _depth(tree) > MAX_DEPTH:
+        raise ExpressionError(_TOO_DEEP, limit=MAX_DEPTH)
     nodes = list(ast.walk(tree))
     # The well-known escapes first, so the message names them whatever surrounds them.
     for node in nodes:

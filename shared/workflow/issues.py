@@ -24,6 +24,11 @@ class ValidationReport(BaseModel):
     warnings: list[Issue]
 
 
+# Issues reported per kind; beyond it one TOO_MANY_ISSUES counts the rest. A graph of 2000
+# broken nodes could otherwise answer with a hundred thousand issues (megabytes).
+MAX_ISSUES = 500
+
+
 class IssueCollector:
     """Gathers issues while checks run; `key` picks a message variant ("CODE:variant")."""
 
@@ -31,6 +36,7 @@ class IssueCollector:
         self.language = language
         self.errors: list[Issue] = []
         self.warnings: list[Issue] = []
+        self.left_out = {"errors": 0, "warnings": 0}
 
     def _issue(
         self,
@@ -59,7 +65,10 @@ class IssueCollector:
         field: str | None = None,
         **params: Any,
     ) -> None:
-        self.errors.append(self._issue(key, node_id, edge_id, field, params))
+        if len(self.errors) < MAX_ISSUES:
+            self.errors.append(self._issue(key, node_id, edge_id, field, params))
+        else:
+            self.left_out["errors"] += 1
 
     def warning(
         self,
@@ -70,9 +79,15 @@ class IssueCollector:
         field: str | None = None,
         **params: Any,
     ) -> None:
-        self.warnings.append(self._issue(key, node_id, edge_id, field, params))
+        if len(self.warnings) < MAX_ISSUES:
+            self.warnings.append(self._issue(key, node_id, edge_id, field, params))
+        else:
+            self.left_out["warnings"] += 1
 
     def report(self) -> ValidationReport:
-        return ValidationReport(
-            valid=not self.errors, errors=list(self.errors), warnings=list(self.warnings)
-        )
+        errors, warnings = list(self.errors), list(self.warnings)
+        for kind, issues in (("errors", errors), ("warnings", warnings)):
+            if self.left_out[kind]:
+                more = {"count": self.left_out[kind], "shown": MAX_ISSUES}
+                issues.append(self._issue(f"TOO_MANY_ISSUES:{kind}", None, None, None, more))
+        return ValidationReport(valid=not errors, errors=errors, warnings=warnings)

@@ -33,6 +33,8 @@ HANDLE_OUTPUT: Final = "output"
 
 MAX_NODES: Final = 2000
 MAX_EDGES: Final = 10000
+# Loops inside loops: every level multiplies the runs, and nobody draws more than a few.
+MAX_LOOP_NESTING: Final = 10
 
 
 class Position(BaseModel):

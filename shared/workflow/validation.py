@@ -21,6 +21,7 @@ from shared.workflow.model import (
     HANDLE_OUTPUT,
     HANDLE_TRUE,
     MAX_EDGES,
+    MAX_LOOP_NESTING,
     MAX_NODES,
     NODE_TYPES,
     WorkflowGraph,
@@ -47,7 +48,13 @@ def validate_workflow(graph: WorkflowGraph, language: Language = "zh") -> Valida
             max_edges=MAX_EDGES,
         )
         return issues.report()
-    _Validation(GraphIndex(graph), issues).run()
+    index = GraphIndex(graph)
+    depth = index.loop_nesting()
+    if depth > MAX_LOOP_NESTING:
+        # Also the only check: the rest costs work in proportion to the nesting.
+        issues.error("LOOPS_TOO_DEEP", depth=depth, limit=MAX_LOOP_NESTING)
+        return issues.report()
+    _Validation(index, issues).run()
     return issues.report()
 
 

@@ -17,6 +17,18 @@ MESSAGES: Final[dict[str, Message]] = {
         "Workflow too large: {nodes} nodes, {edges} edges "
         "(at most {max_nodes} nodes and {max_edges} edges)",
     ),
+    "LOOPS_TOO_DEEP": Message(
+        "循环嵌套过深:{depth} 层(最多 {limit} 层)",
+        "Loops nested too deeply: {depth} levels (at most {limit})",
+    ),
+    "TOO_MANY_ISSUES:errors": Message(
+        "另有 {count} 个错误未列出(只列出前 {shown} 个)",
+        "{count} more errors not listed (only the first {shown} are)",
+    ),
+    "TOO_MANY_ISSUES:warnings": Message(
+        "另有 {count} 个警告未列出(只列出前 {shown} 个)",
+        "{count} more warnings not listed (only the first {shown} are)",
+    ),
     "NO_START_NODE": Message("缺少开始节点(start)", "No start node"),
     "MULTIPLE_START_NODES": Message(
         "只能有一个开始节点:{node} 是多余的(已有 {first})",

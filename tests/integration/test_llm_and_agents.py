@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.platform_fixtures import LLM_KEY
 from tests.integration.test_executions import W, create_workflow, edge, node, wait_finished
 from tests.integration.test_live_updates import receive_all, socket_url, token_of
 from tests.support.events import wait_for_events
 from tests.support.fake_llm import FakeLLM
+from tests.support.platform_fixtures import LLM_KEY
 from tests.support.processes import free_port
 from tests.support.stack import Stack
 from tests.unit.workflow.builders import SEED_EXAMPLE
