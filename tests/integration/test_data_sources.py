@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -24,7 +22,7 @@ from tests.support.databases import (
 )
 from tests.support.events import wait_for_events
 from tests.support.fake_llm import FakeLLM
-from tests.support.processes import free_port
+from tests.support.http_servers import QuietHandler, serving
 from tests.support.stack import Stack
 
 D = "/api/v1/data-sources"
@@ -193,29 +191,18 @@ def test_a_postgresql_source_encodes_its_types(me: httpx.Client, ledger: dict[st
     assert_error(bad, 422, "INVALID_DATA_SOURCE_CONFIG")
 
 
-class _Catalog(BaseHTTPRequestHandler):
+class _Catalog(QuietHandler):
     def do_GET(self) -> None:
         if self.headers.get("authorization") != "Bearer catalog-token":
-            self.send_response(401)
-            self.end_headers()
+            self.reply(401, b"")
             return
-        body = json.dumps({"items": [{"sku": "a", "path": self.path}, {"sku": "b"}]}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(200, {"items": [{"sku": "a", "path": self.path}, {"sku": "b"}]})
 
 
 @pytest.fixture(scope="module")
 def catalog_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Catalog)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(_Catalog) as url:
+        yield url
 
 
 def test_an_api_source_and_a_json_source(stack: Stack, me: httpx.Client, catalog_url: str) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -19,8 +17,8 @@ from tests.integration.test_executions import W, create_workflow, edge, node, wa
 from tests.integration.test_live_updates import receive_all, socket_url, token_of
 from tests.support.events import wait_for_events
 from tests.support.fake_llm import FakeLLM
+from tests.support.http_servers import QuietHandler, serving
 from tests.support.platform_fixtures import LLM_KEY
-from tests.support.processes import free_port
 from tests.support.stack import Stack
 from tests.unit.workflow.builders import SEED_EXAMPLE
 
@@ -203,26 +201,15 @@ def test_a_node_base_url_never_receives_the_platform_key(
     assert "401" in record["nodes"]["llm-1"]["error"]
 
 
-class _Weather(BaseHTTPRequestHandler):
+class _Weather(QuietHandler):
     def do_GET(self) -> None:
-        body = json.dumps({"city": "杭州", "temp": 21}, ensure_ascii=False).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(200, {"city": "杭州", "temp": 21})
 
 
 @pytest.fixture(scope="module")
 def weather_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Weather)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/weather"
-    server.shutdown()
+    with serving(_Weather) as url:
+        yield f"{url}/weather"
 
 
 def test_an_agent_calls_each_tool_and_answers(

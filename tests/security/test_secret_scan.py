@@ -14,11 +14,9 @@ import itertools
 import json
 import secrets
 import string
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from tests.support.databases import require_mariadb, temporary_mariadb_database
 from tests.support.events import read_events
 from tests.support.fake_llm import FakeLLM
 from tests.support.figures import Figures
+from tests.support.http_servers import QuietHandler, serving
 from tests.support.platform_fixtures import LLM_KEY
 from tests.support.processes import free_port
 from tests.support.stack import ADMIN, Stack, new_user
@@ -58,7 +57,7 @@ API_TOKEN, API_PASSWORD = secret("tok"), secret("basic")
 API_KEY_HEADER, API_KEY_QUERY = secret("hkey"), secret("qkey")
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(QuietHandler):
     def do_GET(self) -> None:
         basic = base64.b64encode(f"svc:{API_PASSWORD}".encode()).decode()
         allowed = (
@@ -66,23 +65,15 @@ class _Api(BaseHTTPRequestHandler):
             or self.headers.get("x-api-key") == API_KEY_HEADER
             or f"key={API_KEY_QUERY}" in self.path
         )
-        body = json.dumps({"items": [{"sku": "a"}]} if allowed else {"error": "no"}).encode()
-        self.send_response(200 if allowed else 401)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(
+            200 if allowed else 401, {"items": [{"sku": "a"}]} if allowed else {"error": "no"}
+        )
 
 
 @pytest.fixture(scope="module")
 def api_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(_Api) as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=SUITE_BACKENDS)

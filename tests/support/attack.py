@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -21,8 +20,8 @@ import pytest
 
 from tests.support.fake_llm import FakeLLM
 from tests.support.figures import LONG
+from tests.support.http_servers import QuietHandler, start_server, stop_server
 from tests.support.platform_fixtures import platform_env
-from tests.support.processes import free_port
 from tests.support.stack import Stack
 from tests.support.stores import BACKENDS, store_env
 
@@ -124,38 +123,25 @@ class LocalServer:
     def start(self) -> LocalServer:
         hits = self.hits
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 hits.append(self.path)
                 parsed = urllib.parse.urlsplit(self.path)
                 target = urllib.parse.parse_qs(parsed.query).get("to")
                 if parsed.path == "/redirect" and target:
-                    self.send_response(302)
-                    self.send_header("location", target[0])
-                    self.send_header("content-length", "0")
-                    self.end_headers()
+                    self.reply(302, b"", headers={"location": target[0]})
                     return
-                body = json.dumps({"reached": self.path}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, {"reached": self.path})
 
-            do_POST = do_GET  # noqa: N815 - the name http.server calls
+            do_POST = do_GET
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((self.host, self.port or free_port()), Handler)
+        self._server = start_server(Handler, self.host, self.port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            stop_server(self._server)
 
 
 # -- secrets -----------------------------------------------------------------------------------

@@ -4,9 +4,7 @@ local server."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -16,6 +14,7 @@ from pydantic import TypeAdapter
 from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_schema
 from shared.net.outbound import OutboundPolicy
 from shared.workflow.tools import Tool
+from tests.support.http_servers import QuietHandler, serving
 from tests.support.processes import free_port
 
 TOOL = TypeAdapter(Tool)
@@ -26,39 +25,26 @@ def tool(**config: Any) -> Tool:
     return TOOL.validate_python(config)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         if self.path == "/missing":
-            data, status, kind = b"gone", 404, "text/plain"
+            self.reply(404, b"gone", "text/plain")
         elif self.path == "/big":
-            data, status, kind = b"y" * 5000, 200, "text/plain"
+            self.reply(200, b"y" * 5000, "text/plain")
         else:
-            echoed = {"method": self.command, "path": self.path, "body": body, "城市": "杭州"}
-            data = json.dumps(echoed, ensure_ascii=False).encode()
-            status, kind = 200, "application/json"
-        self.send_response(status)
-        self.send_header("content-type", kind)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            self.reply(
+                200, {"method": self.command, "path": self.path, "body": body, "城市": "杭州"}
+            )
 
-    do_GET = do_POST = do_DELETE = _answer  # noqa: N815 - the stdlib's names
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    do_GET = do_POST = do_DELETE = _answer
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler) as url:
+        yield url
 
 
 @pytest.fixture
