@@ -33,10 +33,10 @@ import schemathesis
 
 from tests.integration.test_auth_journey import assert_error
 from tests.integration.test_executions import BRANCHING, W, create_workflow, wait_finished
-from tests.support.attack import module_platform
 from tests.support.databases import mariadb_unavailable_reason, temporary_mariadb_database
 from tests.support.fake_llm import FakeLLM
 from tests.support.figures import LONG, Figures, scale
+from tests.support.platform_fixtures import module_platform
 from tests.support.stack import Stack
 from tests.support.stores import BACKENDS
 

@@ -42,7 +42,6 @@ from tests.support.attack import (
     LocalServer,
     documented_operations,
     forged_tokens,
-    module_platform,
 )
 from tests.support.databases import (
     require_mariadb,
@@ -52,6 +51,7 @@ from tests.support.databases import (
 )
 from tests.support.fake_llm import FakeLLM
 from tests.support.figures import Figures
+from tests.support.platform_fixtures import module_platform
 from tests.support.stack import Stack, new_user
 
 D = "/api/v1/data-sources"

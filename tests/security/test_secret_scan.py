@@ -26,13 +26,13 @@ from cryptography.fernet import Fernet
 from websockets.sync.client import connect
 
 from tests.integration.test_executions import E, W, create_workflow, edge, node, wait_finished
-from tests.support.attack import SUITE_BACKENDS, SecretScanner, module_platform
+from tests.support.attack import SUITE_BACKENDS, SecretScanner
 from tests.support.databases import require_mariadb, temporary_mariadb_database
 from tests.support.events import read_events
 from tests.support.fake_llm import FakeLLM
 from tests.support.figures import Figures
 from tests.support.http_servers import QuietHandler, serving
-from tests.support.platform_fixtures import LLM_KEY
+from tests.support.platform_fixtures import LLM_KEY, module_platform
 from tests.support.processes import free_port
 from tests.support.stack import ADMIN, Stack, new_user
 

@@ -9,47 +9,20 @@ import json
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
 import jwt
-import pytest
 
-from tests.support.fake_llm import FakeLLM
 from tests.support.figures import LONG
 from tests.support.http_servers import QuietHandler, start_server, stop_server
-from tests.support.platform_fixtures import platform_env
-from tests.support.stack import Stack
-from tests.support.stores import BACKENDS, store_env
+from tests.support.stores import BACKENDS
 
 # The short suites run on SQLite only; `make security` runs them on both stores.
 SUITE_BACKENDS = BACKENDS if LONG else ["sqlite"]
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
-
-
-@contextmanager
-def module_platform(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    fake_llm: FakeLLM,
-    extra_env: dict[str, str],
-) -> Iterator[Stack]:
-    """Like the `stack` fixture (backend from `request.param`), with settings of its own."""
-    backend = str(request.param)
-    workdir = tmp_path_factory.mktemp(f"attack-{backend}")
-    if backend == "postgres":
-        dbname = str(request.getfixturevalue("postgres_database"))
-        store = store_env("postgres", str(workdir / "data"), dbname, f"a{uuid.uuid4().hex[:10]}_")
-    else:
-        store = store_env("sqlite", str(workdir / "data"), None)
-    running = Stack(workdir, store, {**platform_env(fake_llm), **extra_env}).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def documented_operations(spec: dict[str, Any]) -> set[tuple[str, str]]:

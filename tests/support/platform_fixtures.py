@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,15 @@ def platform_env(fake_llm: FakeLLM) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM
+@contextmanager
+def module_platform(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_llm: FakeLLM,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """One running platform per test module and backend, for tests that only add data."""
+    """A running platform on the backend named by `request.param`, with settings of its own
+    over `platform_env`: what a module-scoped platform fixture yields."""
     backend = str(request.param)
     workdir = tmp_path_factory.mktemp(f"stack-{backend}")
     if backend == "postgres":
@@ -49,9 +54,20 @@ def stack(
         env = store_env("postgres", str(workdir / "data"), dbname, f"m{uuid.uuid4().hex[:10]}_")
     else:
         env = store_env("sqlite", str(workdir / "data"), None)
-    running = Stack(workdir, env, platform_env(fake_llm)).start()
-    yield running
-    running.stop()
+    running = Stack(workdir, env, {**platform_env(fake_llm), **(extra_env or {})}).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM
+) -> Iterator[Stack]:
+    """One running platform per test module and backend, for tests that only add data."""
+    with module_platform(request, tmp_path_factory, fake_llm) as running:
+        yield running
 
 
 @pytest.fixture
