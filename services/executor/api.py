@@ -60,8 +60,9 @@ class InputTooLarge(PayloadTooLarge):
     )
 
 
-# input_data is stored in the run's first event, beside the workflow (at most 3 MiB): together
-# below the size at which PostgreSQL event inserts hang (about 5 MB, psycopg's pipeline mode).
+# input_data is stored in the run's first event, beside the workflow (at most 3 MiB), and is
+# handed to every worker node with its inputs (a NATS message holds at most 1 MB): far more
+# than a run's input needs, and a bound on what one start may store.
 MAX_INPUT_BYTES = 1024 * 1024
 
 

@@ -17,6 +17,14 @@ from eventsourcing.domain import Aggregate, event
 ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 LogLevel = Literal["debug", "info", "warn", "error"]
+MODEL_NODE_TYPES = frozenset({"llm", "agent"})
+
+
+def model_tokens(output: Any) -> int:
+    """The tokens a model node's output says it spent (`usage.total_tokens`), else 0."""
+    usage = output.get("usage") if isinstance(output, dict) else None
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) else 0
 
 
 class ExecutionFinishedError(Exception):
@@ -47,6 +55,9 @@ class Execution(Aggregate):
         self.error: dict[str, Any] | None = None
         self.current_node: str | None = None
         self.log_count = 0
+        # Model tokens spent by the run's llm and agent nodes: the token budget's count, kept
+        # as results arrive so a dispatch need not sum every node record.
+        self.tokens_used = 0
         # The W3C trace context of the request that started the run: every node it dispatches
         # joins that trace.
         self.trace = trace or {}
@@ -193,6 +204,8 @@ class Execution(Aggregate):
     ) -> None:
         node = self.nodes[run_key]
         node.update(status="completed", output=output, duration_ms=duration_ms, branch=branch)
+        if node["node_type"] in MODEL_NODE_TYPES:
+            self.tokens_used += model_tokens(output)
 
     @event("NodeFailed")
     def _node_failed(

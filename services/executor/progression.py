@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.executor import messages
-from services.executor.domain import FINAL_STATUSES, Execution
+from services.executor.domain import FINAL_STATUSES, MODEL_NODE_TYPES, Execution
 from services.executor.inline import InlineRun, run_inline, runs_inline
 from services.executor.messages import LoopFrameIn, NodeRunCommand, NodeRunResult
 from services.executor.planner import NodeState, Outcome, plan
@@ -42,7 +42,6 @@ _STATE = {
 }
 _PATH = re.compile(r"\[(\d+)\]")
 Path = tuple[int, ...]
-_MODEL_NODES = frozenset({"llm", "agent"})
 # A node command travels through NATS, whose messages are at most 1 MiB by default (headers
 # included); a command is the node's inputs, so large input_data or upstream outputs.
 MAX_COMMAND_BYTES = 1_000_000
@@ -68,18 +67,6 @@ def policy_of(node_type: str, data: dict[str, Any]) -> NodeData:
         return NodeData()
     assert isinstance(config, NodeData)
     return config
-
-
-def tokens_used(execution: Execution) -> int:
-    """Model tokens the run has spent: what its llm and agent nodes' results report."""
-    used = 0
-    for node in execution.nodes.values():
-        output = node.get("output")
-        if node["node_type"] in _MODEL_NODES and isinstance(output, dict):
-            usage = output.get("usage")
-            if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-                used += usage["total_tokens"]
-    return used
 
 
 def settle_failure(
@@ -244,7 +231,7 @@ class Progression:
         and the pass runs those; True when it ran here (its result is recorded)."""
         record = self.execution.nodes[key]
         node = self.index.nodes_by_id[record["node_id"]]
-        if node.type in _MODEL_NODES and self.token_budget is not None:
+        if node.type in MODEL_NODE_TYPES and self.token_budget is not None:
             return self._send_within_budget(key, attempt, context)
         if not (self.inline and runs_inline(node.type, node.data)):
             return self._queue(self.command(key, attempt, context))
@@ -271,25 +258,27 @@ class Progression:
             self.commands.append(command)
             return False
         error = _COMMAND_TOO_LARGE.render(self.language, size=size, limit=MAX_COMMAND_BYTES)
-        policy = policy_of(command.node_type, command.data)
-        key, attempt = command.run_key, command.attempt
-        settle_failure(self.execution, key, attempt, error, 0, retryable=False, policy=policy)
-        return True
+        return self._fail_here(command.run_key, command.attempt, error)
 
     def _send_within_budget(self, key: str, attempt: int, context: RuntimeContext | None) -> bool:
         """A model node goes out with what is left of the run's token budget (the worker
         keeps its calls within it); with nothing left it fails here, by its `on_error`."""
         assert self.token_budget is not None
-        used = tokens_used(self.execution)
+        used = self.execution.tokens_used
         if used < self.token_budget:
             command = self.command(key, attempt, context)
             return self._queue(
                 command.model_copy(update={"token_budget": self.token_budget - used})
             )
-        record = self.execution.nodes[key]
         error = messages.TOKEN_BUDGET_SPENT.render(
             self.language, used=used, budget=self.token_budget
         )
+        return self._fail_here(key, attempt, error)
+
+    def _fail_here(self, key: str, attempt: int, error: str) -> bool:
+        """A started attempt that cannot go out fails here, for good, by the node's
+        `on_error`; True: its outcome is recorded."""
+        record = self.execution.nodes[key]
         policy = policy_of(record["node_type"], self.index.nodes_by_id[record["node_id"]].data)
         settle_failure(self.execution, key, attempt, error, 0, retryable=False, policy=policy)
         return True

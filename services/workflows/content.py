@@ -14,8 +14,8 @@ from shared.i18n import Message
 
 Item = dict[str, Any]  # a node or an edge, as the client sent it (React Flow shape)
 
-# A workflow's content as stored (UTF-8 JSON). Its creation is one event: PostgreSQL inserts
-# of events over about 5 MB hang for ever (psycopg's pipeline mode), and nobody draws this much.
+# A workflow's content as stored (UTF-8 JSON): its creation is one event, and every run copies
+# it into its own first event. Far beyond anything drawn; a bound on what one request may store.
 MAX_CONTENT_BYTES: Final = 3 * 1024 * 1024
 
 

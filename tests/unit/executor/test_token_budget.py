@@ -9,7 +9,7 @@ from typing import Any
 
 from services.executor.domain import Execution
 from services.executor.messages import NodeRunCommand, NodeRunResult
-from services.executor.progression import Progression, apply_result, tokens_used
+from services.executor.progression import Progression, apply_result
 from services.executor.runners.builtin import NodeResult
 from services.executor.runners.llm import within_budget
 from shared.workflow.graph import GraphIndex
@@ -75,7 +75,7 @@ def test_each_model_node_goes_out_with_what_is_left_of_the_budget() -> None:
         ("ask-3", 20),
     ]
     assert run.execution.status == "completed"
-    assert tokens_used(run.execution) == 90
+    assert run.execution.tokens_used == 90
 
 
 def test_once_the_budget_is_spent_no_model_call_goes_out_and_the_run_fails_saying_why() -> None:
