@@ -87,6 +87,13 @@ class TooManyRequests(AppError):
     default_message = Message("请求过于频繁,请稍后再试", "Too many requests; try again later")
 
 
+class QuotaExceeded(TooManyRequests):
+    """A per-user quota (workflows, data sources, open sockets...) is used up."""
+
+    default_code = "QUOTA_EXCEEDED"
+    default_message = Message("已达到配额上限", "Quota exceeded")
+
+
 class BadGateway(AppError):
     status_code = 502
     default_code = "BAD_GATEWAY"

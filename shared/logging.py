@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 from shared.settings import PlatformSettings
@@ -24,6 +25,48 @@ class _ContextFilter(logging.Filter):
         ids = current_ids()
         record.trace_id, record.span_id = ids if ids else ("-", "-")
         return True
+
+
+# A path's query string (uvicorn's WebSocket lines carry `?token=…`; an API source's URL may
+# carry a key) and anything shaped like a JWT (header.payload.signature) never reach a line.
+_QUERY = re.compile(r"(/[^\s?#\"']*)\?[^\s#\"']+")
+_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
+REDACTED = "[redacted]"
+# uvicorn logs requests (access) and WebSocket handshakes (error) with path and query.
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets")
+
+
+def redact(text: str) -> str:
+    """`text` without query strings or JWTs."""
+    return _JWT.sub(REDACTED, _QUERY.sub(rf"\1?{REDACTED}", text))
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message when it carries a query string or a token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: logging reports it itself, later
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_REDACTING = RedactingFilter()
+
+
+def install_redaction(handler: logging.Handler | None = None) -> None:
+    """Redact on the server's own loggers (whatever handler prints them) and on `handler`.
+    Idempotent: every process calls it at start (configure_logging, shared.serve)."""
+    targets: list[logging.Filterer] = [logging.getLogger(name) for name in _SERVER_LOGGERS]
+    if handler is not None:
+        targets.append(handler)
+    for target in targets:
+        if _REDACTING not in target.filters:
+            target.addFilter(_REDACTING)
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,12 +89,14 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(settings: PlatformSettings, *, service: str) -> None:
     """Logging and tracing for this process (once)."""
     configure_tracing(service)
+    install_redaction()
     root = logging.getLogger()
     if any(getattr(h, "_agentflow", False) for h in root.handlers):
         return
     handler = logging.StreamHandler()
     handler._agentflow = True  # type: ignore[attr-defined]
     handler.addFilter(_ContextFilter(service))
+    install_redaction(handler)  # every record of the process, whichever logger
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 from fastapi import FastAPI
 
+from shared.logging import install_redaction
 from shared.settings import ServiceSettings
 
 # A server keeps an idle connection longer than the platform's own clients do, so a client
@@ -15,6 +16,8 @@ INTERNAL_KEEPALIVE_S = 10.0  # httpx clients between services drop idle connecti
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    # uvicorn logs each WebSocket handshake with its query string (`?token=`): redacted.
+    install_redaction()
     uvicorn.run(
         app,
         host=settings.host,

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.net.outbound import OutboundPolicy
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105 - the refused default
+DEFAULT_QUERY_KEY = "dev-only-insecure-datasource-query-key"
 
 Environment = Literal["development", "test", "production"]
 StoreKind = Literal["sqlite", "postgres"]
@@ -26,6 +27,11 @@ class InsecureSettingsError(ValueError):
 
 class PlatformSettings(BaseSettings):
     """What every process of the platform reads: environment, secrets, NATS, store."""
+
+    # Which secrets this kind of process holds, so production refuses only their defaults:
+    # workers sign data source query grants and never hold the JWT secret.
+    holds_jwt_secret: ClassVar[bool] = True
+    holds_query_key: ClassVar[bool] = False
 
     model_config = SettingsConfigDict(
         env_prefix="AGENTFLOW_",
@@ -43,6 +49,9 @@ class PlatformSettings(BaseSettings):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_ttl_minutes: int = Field(default=60 * 24, ge=1, le=60 * 24 * 30)
     jwt_issuer: str = "agentflow"
+    # Signs the grants workers query data sources with (shared/security/grants.py); held by
+    # workers and the data sources service only.
+    datasource_query_key: SecretStr = SecretStr(DEFAULT_QUERY_KEY)
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
@@ -84,16 +93,27 @@ class PlatformSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> PlatformSettings:
-        if (
-            self.environment == "production"
-            and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET
-        ):
-            raise InsecureSettingsError(
-                "AGENTFLOW_JWT_SECRET is the development default; set a secret of your own "
-                "or run with AGENTFLOW_ENVIRONMENT=development"
-            )
-        if len(self.jwt_secret.get_secret_value()) < 32 and self.environment == "production":
-            raise InsecureSettingsError("AGENTFLOW_JWT_SECRET must be at least 32 characters")
+        if self.environment != "production":
+            return self
+        held = [
+            ("AGENTFLOW_JWT_SECRET", self.jwt_secret, DEFAULT_JWT_SECRET, self.holds_jwt_secret),
+            (
+                "AGENTFLOW_DATASOURCE_QUERY_KEY",
+                self.datasource_query_key,
+                DEFAULT_QUERY_KEY,
+                self.holds_query_key,
+            ),
+        ]
+        for name, secret, default, holds in held:
+            if not holds:
+                continue
+            if secret.get_secret_value() == default:
+                raise InsecureSettingsError(
+                    f"{name} is the development default; set a secret of your own "
+                    "or run with AGENTFLOW_ENVIRONMENT=development"
+                )
+            if len(secret.get_secret_value()) < 32:
+                raise InsecureSettingsError(f"{name} must be at least 32 characters")
         return self
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from services.auth.application import InvalidCredentials, UserNotFound
-from services.auth.deps import AuthApp, ClientAddress, Throttle, Tokens
+from services.auth.application import UserNotFound
+from services.auth.deps import AuthApp, ClientAddress, RegisterThrottle, Throttle, Tokens
 from services.auth.schemas import MeOut, RegisterRequest, TokenOut, UserOut
 from shared.security.deps import CurrentPrincipal
 from shared.security.tokens import InvalidToken
@@ -22,15 +22,18 @@ router = APIRouter(prefix="/api/v1/auth", tags=["认证 auth"])
     "/register",
     response_model=UserOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(409, 422),
+    responses=error_responses(409, 422, 429, 503),
 )
-def register(body: RegisterRequest, auth: AuthApp) -> UserOut:
+def register(
+    body: RegisterRequest, auth: AuthApp, throttle: RegisterThrottle, address: ClientAddress
+) -> UserOut:
     """Create an account with a unique username and email."""
+    throttle.attempt(address)
     user = auth.register(body.username, str(body.email), body.password)
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@router.post("/login", response_model=TokenOut, responses=error_responses(401, 422, 429))
+@router.post("/login", response_model=TokenOut, responses=error_responses(401, 422, 429, 503))
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     auth: AuthApp,
@@ -39,14 +42,11 @@ def login(
     address: ClientAddress,
 ) -> TokenOut:
     """Exchange a username (or email) and password for a bearer token."""
-    account = auth.account_key(form.username)
-    throttle.check(account, address)
-    try:
-        user = auth.authenticate(form.username, form.password)
-    except InvalidCredentials:
-        throttle.failed(account, address)
-        raise
-    throttle.succeeded(account)
+    # Counted as a failure before the password is hashed, taken back only on success: a
+    # burst of parallel guesses cannot all pass the check before any of them is counted.
+    attempt = throttle.attempt(auth.account_key(form.username), address)
+    user = auth.authenticate(form.username, form.password)
+    throttle.succeeded(attempt)
     token = tokens.issue(user.id, user.role, username=user.username)
     return TokenOut(access_token=token, expires_in=tokens.ttl_seconds)
 
@@ -59,3 +59,11 @@ def me(principal: CurrentPrincipal, auth: AuthApp) -> MeOut:
     except UserNotFound:
         raise InvalidToken from None  # a valid signature for an account that no longer exists
     return MeOut.model_validate(user, from_attributes=True)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401))
+def logout(principal: CurrentPrincipal, auth: AuthApp, tokens: Tokens) -> Response:
+    """End this bearer token now; every service refuses it from then on."""
+    auth.revoke_token(principal.token_id, principal.user_id, principal.expires_at)
+    tokens.revocations.revoke(principal.token_id, principal.expires_at)  # here at once
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +11,13 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from services.auth import messages
-from services.auth.domain import EmailIndex, User, UsernameIndex, normalize_email
+from services.auth.domain import (
+    EmailIndex,
+    RevokedToken,
+    User,
+    UsernameIndex,
+    normalize_email,
+)
 from services.auth.passwords import PasswordHashing, check_password_strength
 from services.auth.settings import AuthSettings
 from shared.errors import Conflict, NotFound, Unauthorized
@@ -31,6 +38,11 @@ class EmailTaken(Conflict):
 class InvalidCredentials(Unauthorized):
     default_code = "INVALID_CREDENTIALS"
     default_message = messages.BAD_CREDENTIALS
+
+
+class AdminAccountMismatch(Conflict):
+    default_code = "ADMIN_ACCOUNT_MISMATCH"
+    default_message = messages.ADMIN_ACCOUNT_MISMATCH
 
 
 class UserNotFound(NotFound):
@@ -70,18 +82,49 @@ class AuthApplication(EventSourcedApplication):
             raise Conflict from None
         return self._view(user)
 
-    def ensure_admin(self, username: str, email: str, password: str) -> UserView:
-        """Create an admin, or promote the existing user of that name (password unchanged)."""
+    def ensure_admin(
+        self, username: str, email: str, password: str, *, promote: bool = False
+    ) -> UserView:
+        """Create an admin, or make the existing user of that name one: only if its email and
+        password are the ones given, or `promote` says so explicitly. Registration is open, so
+        whoever registered the name first must not become admin by that alone."""
 
         def promote_or_create() -> UserView:
             user = self._user_by_username(username)
             if user is None:
                 return self.register(username, email, password, role="admin")
+            if user.role == "admin":
+                return self._view(user)  # nothing to grant
+            if not promote and (
+                user.email != normalize_email(email)
+                or not self.passwords.verify(user.password_hash, password)
+            ):
+                raise AdminAccountMismatch
             user.change_role("admin")
             self.save(user)
             return self._view(user)
 
         return self.retry_on_conflict(promote_or_create)
+
+    def set_role(self, username: str, role: Role) -> UserView:
+        """Make an existing user an admin or a user; every service applies it to the tokens
+        that user already holds (shared/security/revocations.py)."""
+
+        def change() -> UserView:
+            user = self._user_by_username(username)
+            if user is None:
+                raise UserNotFound
+            user.change_role(role)
+            self.save(user)
+            return self._view(user)
+
+        return self.retry_on_conflict(change)
+
+    def revoke_token(self, token_id: str, user_id: uuid.UUID, expires_at: float) -> None:
+        """End one token before it expires (logout). Revoking it again changes nothing."""
+        # Already revoked: the store holds one record per token id.
+        with contextlib.suppress(IntegrityError):
+            self.save(RevokedToken(token_id, user_id, expires_at))
 
     # -- queries -----------------------------------------------------------------------------
 

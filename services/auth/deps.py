@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from services.auth.application import AuthApplication
 from services.auth.settings import AuthSettings
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import LoginThrottle, RegistrationThrottle
 from shared.security.deps import token_service
 from shared.security.tokens import TokenService
 
@@ -29,6 +29,12 @@ def _throttle(request: Request) -> LoginThrottle:
     return throttle
 
 
+def _register_throttle(request: Request) -> RegistrationThrottle:
+    throttle = request.app.state.register_throttle
+    assert isinstance(throttle, RegistrationThrottle)
+    return throttle
+
+
 def client_address(request: Request) -> str:
     """Who is calling: behind the gateway, an entry of X-Forwarded-For (the gateway appends
     the peer it saw; entries before the trusted proxies' are the client's to forge)."""
@@ -41,4 +47,5 @@ def client_address(request: Request) -> str:
 
 
 Throttle = Annotated[LoginThrottle, Depends(_throttle)]
+RegisterThrottle = Annotated[RegistrationThrottle, Depends(_register_throttle)]
 ClientAddress = Annotated[str, Depends(client_address)]

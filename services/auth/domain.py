@@ -12,6 +12,7 @@ from shared.security.tokens import ROLES, Role
 
 _USERNAME_NS = uuid.UUID("0b6f3f0c-0d3e-4f7c-9f53-9a4a1f6e2c01")
 _EMAIL_NS = uuid.UUID("a7d0c2f4-6a1b-4c55-8c9e-5b0e3d2f7a02")
+_TOKEN_NS = uuid.UUID("3c9e1a52-7d4b-4f08-b1e6-0a2d5c8f9e13")
 
 
 def normalize_username(username: str) -> str:
@@ -77,3 +78,18 @@ class EmailIndex(Aggregate):
     def __init__(self, email: str, user_id: uuid.UUID) -> None:
         self.email = email
         self.user_id = user_id
+
+
+class RevokedToken(Aggregate):
+    """A token ended by logout before it expired. Its id is derived from the token's `jti`,
+    so a second logout with the same token is the store's duplicate, not a second event."""
+
+    @staticmethod
+    def create_id(token_id: str, **_: Any) -> uuid.UUID:
+        return uuid.uuid5(_TOKEN_NS, token_id)
+
+    @event("Revoked")
+    def __init__(self, token_id: str, user_id: uuid.UUID, expires_at: float) -> None:
+        self.token_id = token_id
+        self.user_id = user_id
+        self.expires_at = expires_at

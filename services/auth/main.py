@@ -8,10 +8,10 @@ import logging
 from fastapi import FastAPI
 
 from services.auth import api
-from services.auth.application import AuthApplication
+from services.auth.application import AdminAccountMismatch, AuthApplication
 from services.auth.integration import to_integration_event
 from services.auth.settings import AuthSettings
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import LoginThrottle, RegistrationThrottle
 from shared.logging import configure_logging
 from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
@@ -44,6 +44,10 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                 max_per_address=settings.login_max_failures_per_address,
                 window_s=settings.login_failure_window_s,
             ),
+            "register_throttle": RegistrationThrottle(
+                max_per_address=settings.register_max_per_address,
+                window_s=settings.register_window_s,
+            ),
         },
         on_start=[bootstrap],
     )
@@ -53,5 +57,19 @@ def bootstrap_admin(application: AuthApplication, settings: AuthSettings) -> Non
     username, email = settings.bootstrap_admin_username, settings.bootstrap_admin_email
     password = settings.bootstrap_admin_password
     if username and email and password:
-        user = application.ensure_admin(username, email, password.get_secret_value())
+        try:
+            user = application.ensure_admin(
+                username,
+                email,
+                password.get_secret_value(),
+                promote=settings.bootstrap_admin_promote,
+            )
+        except AdminAccountMismatch:
+            # Serve anyway: refusing to start would let whoever took the name stop the service.
+            log.error(
+                "bootstrap admin %s NOT made: an account of that name exists with another "
+                "email or password; set AGENTFLOW_BOOTSTRAP_ADMIN_PROMOTE=true to promote it",
+                username,
+            )
+            return
         log.info("bootstrap admin %s is ready", user.username)

@@ -8,6 +8,15 @@ BAD_CREDENTIALS = Message("用户名或密码错误", "Incorrect username or pas
 LOGIN_THROTTLED = Message(
     "登录失败次数过多,请 {seconds} 秒后再试", "Too many failed logins; try again in {seconds}s"
 )
+REGISTRATION_THROTTLED = Message(
+    "注册过于频繁,请 {seconds} 秒后再试", "Too many registrations; try again in {seconds}s"
+)
+AUTH_BUSY = Message("服务繁忙,请稍后再试", "The service is busy; try again shortly")
+ADMIN_ACCOUNT_MISMATCH = Message(
+    "已有同名账户,但邮箱或密码不符;如确要将其提升为管理员,请明确使用 --promote",
+    "An account of that name exists but its email or password does not match; "
+    "use --promote to make it an admin anyway",
+)
 USER_GONE = Message("用户不存在", "User not found")
 PASSWORD_TOO_SHORT = Message(
     "密码至少需要 {min} 个字符", "The password must have at least {min} characters"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.auth import messages
 from services.auth.settings import AuthSettings
-from shared.errors import ValidationFailed
+from shared.errors import ServiceUnavailable, ValidationFailed
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
@@ -53,8 +57,20 @@ def check_password_strength(password: str, username: str) -> None:
         raise WeakPassword(messages.PASSWORD_CONTAINS_NAME)
 
 
+class HashingBusy(ServiceUnavailable):
+    """Every hashing slot stayed taken for the whole wait: the caller may try again soon."""
+
+    default_code = "AUTH_BUSY"
+    default_message = messages.AUTH_BUSY
+
+
 class PasswordHashing:
+    """argon2id, at most `max_concurrent_hashes` at once: each takes `argon2_memory_kib`, so a
+    burst of registrations or logins queues here instead of exhausting memory."""
+
     def __init__(self, settings: AuthSettings) -> None:
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent_hashes)
+        self._wait_s = settings.hash_wait_s
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_kib,
@@ -64,15 +80,26 @@ class PasswordHashing:
         self._decoy = self._hasher.hash("decoy-password-for-unknown-users-1")
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._slot():
+            return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
+        with self._slot():
+            try:
+                return self._hasher.verify(password_hash or self._decoy, password) and bool(
+                    password_hash
+                )
+            except (VerificationError, InvalidHashError):
+                return False
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self._wait_s):
+            raise HashingBusy(headers={"Retry-After": "1"})
         try:
-            return self._hasher.verify(password_hash or self._decoy, password) and bool(
-                password_hash
-            )
-        except (VerificationError, InvalidHashError):
-            return False
+            yield
+        finally:
+            self._slots.release()
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)

@@ -11,9 +11,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from services.datasources import messages
-from services.datasources.application import DataSourceView
-from services.datasources.connectors import ConnectorError, QueryResult
-from services.datasources.deps import Connectors, CurrentActor, DataSources, Listing, SourceId
+from services.datasources.application import Connection, DataSourceView
+from services.datasources.connectors import Connector, ConnectorError, ConnectorPool, QueryResult
+from services.datasources.deps import (
+    Connectors,
+    CurrentActor,
+    DataSources,
+    Listing,
+    QueryActor,
+    SourceId,
+)
+from services.datasources.limits import Limits
 from services.datasources.metrics import QUERIES, QUERY_SECONDS, TESTS
 from services.datasources.readmodel import ListQuery
 from services.datasources.schemas import (
@@ -35,6 +43,7 @@ from shared.web.errors import error_responses
 router = APIRouter(prefix="/api/v1/data-sources", tags=["数据源 data sources"])
 
 FOUND = error_responses(401, 404)
+LIMITED = error_responses(401, 404, 429)
 
 
 class QueryRefused(BadRequest):
@@ -80,13 +89,20 @@ def list_data_sources(
     "",
     response_model=DataSourceOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 422, 429),
 )
 def create_data_source(
-    body: DataSourceCreate, actor: CurrentActor, sources: DataSources
+    body: DataSourceCreate,
+    actor: CurrentActor,
+    sources: DataSources,
+    listing: Listing,
+    limits: Limits,
 ) -> DataSourceOut:
-    """Register a data source; its secrets are encrypted before they are stored."""
-    return _out(sources.register(actor, body.name, body.type, body.description, body.config))
+    """Register a data source; its secrets are encrypted before they are stored. A user has at
+    most `AGENTFLOW_MAX_DATA_SOURCES_PER_USER` of them (429 `QUOTA_EXCEEDED`)."""
+    with limits.registering(actor.user_id, lambda: listing.count_owned(actor.user_id)):
+        view = sources.register(actor, body.name, body.type, body.description, body.config)
+    return _out(view)
 
 
 @router.get("/{data_source_id}", response_model=DataSourceOut, responses=FOUND)
@@ -121,19 +137,20 @@ def delete_data_source(
     return MessageOut(message=messages.DATA_SOURCE_DELETED.render(language))
 
 
-@router.post("/{data_source_id}/test", response_model=TestOut, responses=FOUND)
+@router.post("/{data_source_id}/test", response_model=TestOut, responses=LIMITED)
 async def test_data_source(
     actor: CurrentActor,
     sources: DataSources,
     connectors: Connectors,
+    limits: Limits,
     source_id: SourceId,
     language: RequestLanguage,
 ) -> TestOut:
-    """Try to connect; a failure is an answer with its reason, and the result is kept."""
+    """Try to connect; a failure is an answer with its reason, and the result is kept. At most
+    `AGENTFLOW_MAX_DATA_SOURCE_TESTS_PER_MINUTE_PER_USER` a minute (429 with Retry-After)."""
+    limits.count_test(actor.user_id)
     connection = await asyncio.to_thread(sources.connection, actor, source_id)
-    connector = await connectors.get(
-        connection.source_id, connection.version, connection.source_type, connection.config
-    )
+    connector = await _connector(connectors, connection)
     try:
         detail = await connector.test(language=language)
         ok, message, kind = True, f"{messages.TEST_OK.render(language)}:{detail}", None
@@ -152,21 +169,22 @@ async def test_data_source(
 @router.post(
     "/{data_source_id}/query",
     response_model=QueryOut,
-    responses=error_responses(400, 401, 404, 422, 502, 504),
+    responses=error_responses(400, 401, 404, 422, 429, 502, 504),
 )
 async def query_data_source(
     body: QueryIn,
-    actor: CurrentActor,
+    actor: QueryActor,
     sources: DataSources,
     connectors: Connectors,
+    limits: Limits,
     source_id: SourceId,
     language: RequestLanguage,
 ) -> QueryOut:
-    """Run one read-only query; rows come back as JSON objects."""
+    """Run one read-only query; rows come back as JSON objects. At most
+    `AGENTFLOW_MAX_DATA_SOURCE_QUERIES_PER_MINUTE_PER_USER` a minute (429 with Retry-After)."""
+    limits.count_query(actor.user_id)
     connection = await asyncio.to_thread(sources.connection, actor, source_id)
-    connector = await connectors.get(
-        connection.source_id, connection.version, connection.source_type, connection.config
-    )
+    connector = await _connector(connectors, connection)
     limit = min(body.limit or connectors.settings.max_rows, connectors.settings.max_rows)
     started = time.perf_counter()
     try:
@@ -179,6 +197,16 @@ async def query_data_source(
     QUERIES.labels(connection.source_type, "ok").inc()
     return QueryOut(
         data=result.rows, count=result.count, truncated=result.truncated, columns=result.columns
+    )
+
+
+async def _connector(connectors: ConnectorPool, connection: Connection) -> Connector:
+    return await connectors.get(
+        connection.source_id,
+        connection.version,
+        connection.source_type,
+        connection.config,
+        owner_id=connection.owner_id,
     )
 
 

@@ -66,6 +66,7 @@ class Connection:
     """What a connector is built from: the config with its secrets, in clear, in memory only."""
 
     source_id: UUID
+    owner_id: UUID  # json sources read files from their owner's directory
     version: int
     source_type: str
     config: BaseModel
@@ -167,6 +168,19 @@ class DataSourcesApplication(EventSourcedApplication):
 
     # -- queries -----------------------------------------------------------------------------
 
+    def json_files(self, source_ids: list[UUID]) -> list[tuple[UUID, str]]:
+        """(owner, file) of every live json source that names a file."""
+        found: list[tuple[UUID, str]] = []
+        for source_id in source_ids:
+            try:
+                source = self._load(None, source_id)
+            except DataSourceNotFound:
+                continue
+            file = source.config.get("file")
+            if source.source_type == "json" and isinstance(file, str) and file:
+                found.append((source.owner_id, file))
+        return found
+
     def get(self, actor: Actor, source_id: UUID) -> DataSourceView:
         return self.view_of(self._load(actor, source_id))
 
@@ -175,6 +189,7 @@ class DataSourcesApplication(EventSourcedApplication):
         full = join_secrets(source.config, self._secrets_of(source))
         return Connection(
             source.id,
+            source.owner_id,
             source.config_version,
             source.source_type,
             parse_config(source.source_type, full),

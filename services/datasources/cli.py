@@ -1,4 +1,5 @@
-"""`agentflow-datasources`: re-encrypt secrets with the newest key, or rebuild the list."""
+"""`agentflow-datasources`: re-encrypt secrets with the newest key, rebuild the list, or copy
+json sources' files from the old shared directory into their owners' directories."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 
 from services.datasources.application import DataSourcesApplication
+from services.datasources.json_files import copy_into_owner_dirs
 from services.datasources.readmodel import DataSourceList
 from services.datasources.settings import DataSourcesSettings
 from shared.readmodel import read_model_engine, read_model_metadata
@@ -19,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
         help="re-encrypt every data source's secrets with the first of AGENTFLOW_SECRETS_KEYS",
     )
     commands.add_parser("rebuild-read-model", help="drop and re-project the data source list")
+    commands.add_parser(
+        "copy-json-files",
+        help="copy each json source's file from <json_dir>/<file> (shared by every user "
+        "before) to its owner's <json_dir>/<owner id>/<file>",
+    )
     args = parser.parse_args(argv)
 
     settings = DataSourcesSettings()
@@ -30,6 +37,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rebuild-read-model":
             applied = listing.projection.rebuild()
             print(f"data source list rebuilt from {applied} stored events")
+        elif args.command == "copy-json-files":
+            files = application.json_files(listing.all_ids())
+            report = copy_into_owner_dirs(settings.json_directory, files)
+            print(
+                f"{len(report.copied)} files copied into their owners' directories, "
+                f"{report.present} already there, {len(report.missing)} missing, "
+                f"{len(report.refused)} refused"
+            )
+            for path in report.missing:
+                print(f"missing: {path}")
         else:
             rotated = application.rotate_secrets(listing.all_ids())
             print(f"secrets of {rotated} data sources re-encrypted with the first key")

@@ -6,11 +6,15 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 
 from services.datasources.application import Actor, DataSourceNotFound, DataSourcesApplication
 from services.datasources.connectors import ConnectorPool
 from services.datasources.readmodel import DataSourceList
-from shared.security.deps import CurrentPrincipal
+from shared.errors import Unauthorized
+from shared.security.deps import LOGIN_URL, CurrentPrincipal, token_service
+from shared.security.grants import QueryGrants
+from shared.security.tokens import InvalidToken
 
 
 def _sources(request: Request) -> DataSourcesApplication:
@@ -35,6 +39,22 @@ def _actor(principal: CurrentPrincipal) -> Actor:
     return Actor(principal.user_id, principal.is_admin)
 
 
+_bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_URL, auto_error=False)
+
+
+def _query_actor(request: Request, token: Annotated[str | None, Depends(_bearer)]) -> Actor:
+    """Who runs a query: a signed-in user, or a worker with a query grant for a workflow's
+    owner (the only thing a grant is good for; the gateway does not accept one)."""
+    if not token:
+        raise Unauthorized
+    try:
+        return _actor(token_service(request).verify(token))
+    except InvalidToken:
+        grants = request.app.state.query_grants
+        assert isinstance(grants, QueryGrants)
+        return Actor(grants.verify(token), False)
+
+
 def _source_id(data_source_id: str) -> UUID:
     # A malformed id names no data source: 404, the same as an unknown one.
     try:
@@ -47,4 +67,5 @@ DataSources = Annotated[DataSourcesApplication, Depends(_sources)]
 Listing = Annotated[DataSourceList, Depends(_listing)]
 Connectors = Annotated[ConnectorPool, Depends(_connectors)]
 CurrentActor = Annotated[Actor, Depends(_actor)]
+QueryActor = Annotated[Actor, Depends(_query_actor)]
 SourceId = Annotated[UUID, Depends(_source_id)]

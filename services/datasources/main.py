@@ -10,11 +10,13 @@ from services.datasources import api
 from services.datasources.application import DataSourcesApplication
 from services.datasources.connectors import ConnectorPool, ConnectorSettings
 from services.datasources.integration import to_integration_event
+from services.datasources.limits import DataSourceLimits
 from services.datasources.readmodel import DataSourceList
 from services.datasources.settings import DataSourcesSettings
 from shared.logging import configure_logging
 from shared.readmodel import read_model_engine, read_model_metadata
 from shared.runtime import ServiceRuntime
+from shared.security.grants import QueryGrants
 from shared.security.tokens import TokenService
 from shared.web.app import event_sourced_app
 from shared.web.history import history_router
@@ -66,7 +68,9 @@ def create_app(settings: DataSourcesSettings | None = None) -> FastAPI:
             "data_sources": application,
             "data_source_list": listing,
             "connectors": connectors,
+            "data_source_limits": DataSourceLimits(settings),
             "tokens": TokenService(settings),
+            "query_grants": QueryGrants(settings),
         },
         on_start=[create_tables],
         on_stop=[connectors.close, dispose],

@@ -16,3 +16,15 @@ SECRETS_UNREADABLE = Message(
     "数据源的密钥无法解密(加密密钥已更换?)",
     "The data source's secrets cannot be decrypted (was the encryption key changed?)",
 )
+TESTS_RATE_LIMITED = Message(
+    "每分钟最多测试 {limit} 次数据源连接,请 {seconds} 秒后再试",
+    "At most {limit} data source tests per minute; try again in {seconds} s",
+)
+QUERIES_RATE_LIMITED = Message(
+    "每分钟最多查询 {limit} 次数据源,请 {seconds} 秒后再试",
+    "At most {limit} data source queries per minute; try again in {seconds} s",
+)
+QUOTA_EXCEEDED = Message(
+    "每个用户最多 {limit} 个数据源,请先删除不用的数据源",
+    "A user may have at most {limit} data sources; delete one you no longer use first",
+)

@@ -92,6 +92,14 @@ class DataSourceList:
             for row in rows
         ]
 
+    def count_owned(self, owner_id: UUID) -> int:
+        """How many live data sources `owner_id` has (read your writes)."""
+        self.projection.catch_up()
+        t = self.table
+        statement = sa.select(sa.func.count()).where(t.c.owner_id == str(owner_id))
+        with self._engine.connect() as conn:
+            return int(conn.execute(statement).scalar_one())
+
     def all_ids(self) -> list[UUID]:
         self.projection.catch_up()
         with self._engine.connect() as conn:

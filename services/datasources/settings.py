@@ -13,6 +13,7 @@ from shared.settings import InsecureSettingsError, ServiceSettings, service_port
 
 class DataSourcesSettings(ServiceSettings):
     service_name: ClassVar[str] = "datasources"
+    holds_query_key: ClassVar[bool] = True  # verifies the workers' query grants
 
     port: int = service_port_field(8104, "datasources")
     projection_poll_s: float = Field(default=2.0, gt=0)
@@ -22,12 +23,18 @@ class DataSourcesSettings(ServiceSettings):
     # Unset in development: a key is made once and kept in <data_dir>/datasources-secret.key.
     secrets_keys: SecretStr = SecretStr("")
     json_dir: Path | None = Field(
-        default=None, description="Where json sources' files live; default <data_dir>/json."
+        default=None,
+        description="Where json sources' files live, one directory per user "
+        "(<json_dir>/<user id>/); default <data_dir>/json.",
     )
     connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
     statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     max_rows: int = Field(default=1000, ge=1, le=100_000)
     pool_max_size: int = Field(default=5, ge=1, le=100)
+    # Per user (see services/datasources/limits.py): beyond, 429.
+    max_data_sources_per_user: int = Field(default=100, ge=1, le=1_000_000)
+    max_data_source_tests_per_minute_per_user: int = Field(default=60, ge=1, le=1_000_000)
+    max_data_source_queries_per_minute_per_user: int = Field(default=600, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> DataSourcesSettings:

@@ -16,8 +16,15 @@ ANALYZE, which runs the statement). Refused, each with a `reason_code`:
 - `locking`: `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE`, ...;
 - `executable_comment` (MySQL): `/*! ... */`, `/*M! ... */` and `/*+ ... */` hints, which the
   server executes; found in the raw text (a string holding one is refused too);
-- `forbidden_function`: functions with side effects or file/server access (`FORBIDDEN_FUNCTIONS`);
-  slow ones (`SLEEP`, `pg_sleep`, `BENCHMARK`) are left to the statement timeout;
+- `forbidden_function`: a function call by a name not on the dialect's allowlist of read-only
+  functions (`sql_functions.ALLOWED_FUNCTIONS`), named in the reason: files, sessions,
+  settings, sequences, locks, sleeping, SQL in strings, extensions' and user-defined
+  functions are all refused that way, and so is a schema-qualified call (but
+  `pg_catalog.<allowed>`). The name is the one written in the query; syntax sqlglot models as a
+  function without a call by name (CAST, CASE, EXTRACT, JSON operators, CURRENT_DATE, ...)
+  is not a call;
+- `unicode_identifier` (PostgreSQL): a `U&"..."` identifier, whose escapes could spell any
+  name (`U&"pg\005fread\005ffile"`);
 - `placeholder`: with parameters, a `%s`/`%(name)s` inside a string or a comment, where the
   MySQL driver would splice the escaped value into the text instead of a value position.
 
@@ -30,13 +37,13 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any, Final, Literal
 
 import sqlglot
 from sqlglot import Token, TokenType, exp
 from sqlglot.errors import ParseError, SqlglotError
 
+from services.datasources.sql_functions import ALLOWED_FUNCTIONS, ALLOWED_SCHEMAS
 from shared.i18n import LocalizedError, Message
 
 # sqlglot warns, with the SQL text, each time it falls back to `Command`; user queries are not
@@ -55,6 +62,7 @@ ReasonCode = Literal[
     "locking",
     "executable_comment",
     "forbidden_function",
+    "unicode_identifier",
     "placeholder",
 ]
 
@@ -86,8 +94,13 @@ MESSAGES: Final[dict[ReasonCode, Message]] = {
         "MySQL executable comments and optimizer hints (/*! … */, /*+ … */) are not allowed",
     ),
     "forbidden_function": Message(
-        "不允许调用函数 {function}",
-        "the function {function} is not allowed",
+        "不允许调用函数 {function}:只能调用已知只读的函数",
+        "the function {function} is not allowed: only functions known to be read-only may be "
+        "called",
+    ),
+    "unicode_identifier": Message(
+        '不允许 Unicode 转义标识符(U&"…")',
+        'Unicode-escaped identifiers (U&"…") are not allowed',
     ),
     "placeholder": Message(
         "参数占位符只能用在值的位置,不能写在字符串或注释里",
@@ -103,27 +116,6 @@ class UnsafeQuery(LocalizedError):
         super().__init__(MESSAGES[reason_code], **params)
         self.reason_code: ReasonCode = reason_code
 
-
-FORBIDDEN_FUNCTIONS: Final = frozenset(
-    {
-        # PostgreSQL: files, other sessions, settings, sequences, notifications, queries in text
-        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file",
-        "lo_import", "lo_export", "pg_terminate_backend", "pg_cancel_backend",
-        "set_config", "nextval", "setval", "pg_reload_conf", "pg_rotate_logfile",
-        "pg_switch_wal", "pg_promote", "pg_notify", "pg_logical_emit_message",
-        "pg_create_restore_point", "pg_import_system_collations",
-        "pg_backup_start", "pg_backup_stop", "pg_start_backup", "pg_stop_backup",
-        "pg_wal_replay_pause", "pg_wal_replay_resume",
-        "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
-        "cursor_to_xml", "cursor_to_xmlschema",
-        # MySQL / MariaDB: files, named locks, sequences, well-known command-running UDFs
-        "load_file", "get_lock", "release_lock", "release_all_locks", "sys_exec", "sys_eval",
-    }
-)  # fmt: skip
-FORBIDDEN_FUNCTION_PREFIXES: Final = (
-    "dblink", "pg_advisory_", "pg_try_advisory_", "pg_ls_", "pg_read_", "pg_file_", "lo_",
-    "pg_create_", "pg_drop_", "pg_replication_origin_", "pg_stat_reset",
-)  # fmt: skip
 
 # Statements (and parts of statements) that are never read-only, wherever they appear.
 _WRITES: Final[tuple[type[exp.Expr], ...]] = tuple(
@@ -173,14 +165,16 @@ def admit(sql: str, dialect: Dialect, *, placeholders: bool = False) -> Statemen
     if dialect == "mysql" and _EXECUTABLE_COMMENT.search(sql):
         raise UnsafeQuery("executable_comment")
     text, marks = _mark_placeholders(sql, dialect) if placeholders else (sql, [])
+    if dialect == "postgres" and _unicode_identifier(text, dialect):
+        raise UnsafeQuery("unicode_identifier")
     statements = _parse(text, dialect)
     if not statements:
         raise UnsafeQuery("empty")
     if len(statements) > 1:
         raise UnsafeQuery("multiple_statements", count=len(statements))
-    kind, tree = _statement(statements[0], text, dialect)
+    kind, tree, tree_text = _statement(statements[0], text, dialect)
     if tree is not None:
-        _check_tree(tree, dialect)
+        _check_tree(tree, tree_text, dialect)
     if marks:
         found = [] if tree is None else _placeholder_names(tree)
         if sorted(found) != sorted(marks):
@@ -211,6 +205,21 @@ def _tokens(sql: str, dialect: Dialect) -> list[Token]:
         return list(sqlglot.Dialect.get_or_raise(dialect).tokenize(sql))
     except SqlglotError:
         return []
+
+
+def _unicode_identifier(sql: str, dialect: Dialect) -> bool:
+    """Whether `sql` holds `U&"..."` (the tokenizer reads it as U, &, a quoted identifier)."""
+    tokens = _tokens(sql, dialect)
+    for u, amp, name in zip(tokens, tokens[1:], tokens[2:], strict=False):
+        if (
+            u.text.upper() == "U"
+            and amp.token_type == TokenType.AMP
+            and name.token_type == TokenType.IDENTIFIER
+            and u.end + 1 == amp.start
+            and amp.end + 1 == name.start
+        ):
+            return True
+    return False
 
 
 def _first_word(sql: str, dialect: Dialect) -> str:
@@ -245,37 +254,39 @@ def _unparsable(sql: str, dialect: Dialect, exc: SqlglotError) -> UnsafeQuery:
 
 def _statement(
     node: exp.Expr, text: str, dialect: Dialect, *, nested: bool = False
-) -> tuple[StatementKind, exp.Expr | None]:
-    """The kind of an admitted top-level statement and the tree to check; UnsafeQuery if none.
+) -> tuple[StatementKind, exp.Expr | None, str]:
+    """The kind of an admitted top-level statement, the tree to check and the text that tree
+    was parsed from (its positions point there); UnsafeQuery if none.
 
     `nested`: the statement is what an EXPLAIN explains, which must be a query."""
     while isinstance(node, exp.Subquery):
         node = node.this
     if isinstance(node, _QUERIES):
-        return "select", node
+        return "select", node, text
     if nested:
         raise UnsafeQuery("not_read_only", statement=_name(node, text, dialect))
     if isinstance(node, exp.Show):
-        return "show", node
+        return "show", node, text
     if isinstance(node, exp.Describe):
         if str(node.args.get("style") or "").upper() in _ANALYZE:
             raise UnsafeQuery("explain_analyze")
         target = node.this
         if isinstance(target, exp.Table):
-            return "describe", node
+            return "describe", node, text
         _statement(target, text, dialect, nested=True)
-        return "explain", node
+        return "explain", node, text
     if isinstance(node, exp.Command):
         command = str(node.this).upper()
         if command == "SHOW":
-            return "show", None
+            _no_calls_in(text, dialect)  # an opaque SHOW: its text is all there is to judge
+            return "show", None, text
         if command == "EXPLAIN":
             inner = _explained(text, dialect)
             statements = _parse(inner, dialect)
             if len(statements) != 1:
                 raise UnsafeQuery("syntax", detail="EXPLAIN needs one statement")
-            _, tree = _statement(statements[0], inner, dialect, nested=True)
-            return "explain", tree
+            _, tree, _ = _statement(statements[0], inner, dialect, nested=True)
+            return "explain", tree, inner
     raise UnsafeQuery("not_read_only", statement=_name(node, text, dialect))
 
 
@@ -325,19 +336,50 @@ def _name(node: exp.Expr, text: str, dialect: Dialect) -> str:
     return _first_word(text, dialect) or cls.upper()
 
 
-def _function_names(node: exp.Func) -> Iterator[str]:
+def _no_calls_in(text: str, dialect: Dialect) -> None:
+    """Refuse any `name(` in a statement sqlglot keeps opaque."""
+    tokens = _tokens(text, dialect)
+    for before, token in itertools.pairwise(tokens):
+        if token.token_type == TokenType.L_PAREN:
+            raise UnsafeQuery("forbidden_function", function=before.text.upper()[:60])
+
+
+def _unquoted(name: str) -> str:
+    return name.replace('"', "").replace("`", "").lower()
+
+
+def _written_name(node: exp.Func, text: str) -> str | None:
+    """The name a function call was written with (lower case), or None for syntax that is not
+    a call by name. sqlglot marks the name token's position on every node it parses from
+    `name(...)`; CAST, EXTRACT, CASE, operators and the like carry no such mark."""
     if isinstance(node, exp.Anonymous):
-        yield node.name.lower()
-    else:
-        yield from (name.lower() for name in type(node).sql_names())
-        yield node.key.lower()
+        return node.name.lower()
+    start, end = node.meta.get("start"), node.meta.get("end")
+    if isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < len(text):
+        return _unquoted(text[start : end + 1])
+    return None
 
 
-def _forbidden(name: str) -> bool:
-    return name in FORBIDDEN_FUNCTIONS or name.startswith(FORBIDDEN_FUNCTION_PREFIXES)
+def _qualifier(node: exp.Func, dialect: Dialect) -> str | None:
+    """`schema` for a call written `schema.name(...)`, None for a plain call."""
+    parent = node.parent
+    if isinstance(parent, exp.Dot) and parent.expression is node:
+        return _unquoted(parent.this.sql(dialect=dialect))
+    return None
 
 
-def _check_tree(tree: exp.Expr, dialect: Dialect) -> None:
+def _check_function(node: exp.Func, text: str, dialect: Dialect) -> None:
+    name = _written_name(node, text)
+    if name is None:
+        return
+    qualifier = _qualifier(node, dialect)
+    if qualifier is not None and qualifier not in ALLOWED_SCHEMAS[dialect]:
+        raise UnsafeQuery("forbidden_function", function=f"{qualifier}.{name}".upper()[:60])
+    if name not in ALLOWED_FUNCTIONS[dialect]:
+        raise UnsafeQuery("forbidden_function", function=name.upper()[:60])
+
+
+def _check_tree(tree: exp.Expr, text: str, dialect: Dialect) -> None:
     for node in tree.walk():
         if node is not tree and isinstance(node, _WRITES):
             name = _STATEMENT_NAMES.get(type(node).__name__, type(node).__name__.upper())
@@ -351,9 +393,7 @@ def _check_tree(tree: exp.Expr, dialect: Dialect) -> None:
             clause = locks[0].sql(dialect=dialect) if isinstance(locks[0], exp.Expr) else ""
             raise UnsafeQuery("locking", clause=clause[:60] or "FOR UPDATE")
         if isinstance(node, exp.Func):
-            for name in _function_names(node):
-                if _forbidden(name):
-                    raise UnsafeQuery("forbidden_function", function=name.upper()[:60])
+            _check_function(node, text, dialect)
 
 
 def _placeholder_names(tree: exp.Expr) -> list[str]:

@@ -1,21 +1,20 @@
 """How workers reach the data sources service: as the workflow's owner, never as anyone else.
 
-Each call carries a token minted for the owner (role `user`, one minute), so the data sources
-service applies its own rule, "your data sources only", to workflows as it does to people.
+Each call carries a query grant for the owner (one minute, `shared/security/grants.py`), so the
+data sources service applies its own rule, "your data sources only", to workflows as it does
+to people. A grant is good for the query route only; workers hold no JWT signing secret.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import httpx
 
 from shared.i18n import LocalizedError, Message
-from shared.security.tokens import TokenService
+from shared.security.grants import QueryGrants
 
-_TOKEN_TTL = timedelta(minutes=1)
 _REFUSED = Message(
     "数据源查询失败({status}):{detail}", "data source query failed ({status}): {detail}"
 )
@@ -32,10 +31,10 @@ class DataSourceQueryError(LocalizedError):
 
 
 class DataSourcesClient:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, tokens: TokenService) -> None:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, grants: QueryGrants) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
-        self._tokens = tokens
+        self._grants = grants
 
     async def query(
         self,
@@ -51,7 +50,7 @@ class DataSourcesClient:
             source = UUID(str(data_source_id))
         except ValueError:
             raise DataSourceQueryError(_BAD_ID, id=str(data_source_id)[:100]) from None
-        token = self._tokens.issue(UUID(owner_id), "user", username="workflow", ttl=_TOKEN_TTL)
+        grant = self._grants.issue(UUID(owner_id))
         body: dict[str, Any] = {"query": query, "parameters": parameters}
         if limit is not None:
             body["limit"] = limit
@@ -59,7 +58,7 @@ class DataSourcesClient:
             response = await self._http.post(
                 f"{self._base_url}/api/v1/data-sources/{source}/query",
                 json=body,
-                headers={"authorization": f"Bearer {token}"},
+                headers={"authorization": f"Bearer {grant}"},
                 timeout=timeout,
             )
         except httpx.HTTPError as exc:

@@ -58,6 +58,10 @@ class Execution(Aggregate):
         # Model tokens spent by the run's llm and agent nodes: the token budget's count, kept
         # as results arrive so a dispatch need not sum every node record.
         self.tokens_used = 0
+        # Node runs so far (each node's first start or skip, per loop iteration, and each loop
+        # iteration): the per-run cap's count (AGENTFLOW_MAX_NODE_RUNS_PER_EXECUTION), kept as
+        # events apply so a check need not count every record.
+        self.node_runs = 0
         # The W3C trace context of the request that started the run: every node it dispatches
         # joins that trace.
         self.trace = trace or {}
@@ -163,6 +167,8 @@ class Execution(Aggregate):
     def _node_started(
         self, run_key: str, node_id: str, node_type: str, attempt: int, inputs: dict[str, Any]
     ) -> None:
+        if run_key not in self.nodes:
+            self.node_runs += 1
         self.nodes[run_key] = {
             "node_id": node_id,
             "node_type": node_type,
@@ -183,6 +189,7 @@ class Execution(Aggregate):
 
     @event("IterationStarted")
     def _iteration_started(self, run_key: str, index: int) -> None:
+        self.node_runs += 1
         state = self.nodes[run_key]["loop"]
         state["next"] = max(state["next"], index + 1)
         state["running"].append(index)
@@ -217,6 +224,7 @@ class Execution(Aggregate):
 
     @event("NodeSkipped")
     def _node_skipped(self, run_key: str, node_id: str, node_type: str, reason: str) -> None:
+        self.node_runs += 1
         self.nodes[run_key] = {
             "node_id": node_id,
             "node_type": node_type,

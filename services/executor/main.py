@@ -39,6 +39,7 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         overdue=executions.unfinished,
         max_loop_items=settings.max_loop_items,
         token_budget=settings.max_tokens_per_execution or None,
+        max_node_runs=settings.max_node_runs_per_execution,
     )
     runtime.add_projection(executions.projection)
 

@@ -59,6 +59,7 @@ class Orchestrator:
         overdue: Callable[[datetime], list[UUID]] | None = None,
         max_loop_items: int | None = None,
         token_budget: int | None = None,
+        max_node_runs: int | None = None,
     ) -> None:
         self._app = application
         self._bus = bus
@@ -67,6 +68,7 @@ class Orchestrator:
         self._overdue = overdue
         self._max_loop_items = max_loop_items
         self._token_budget = token_budget  # model tokens per run (None: no budget)
+        self._max_node_runs = max_node_runs  # node runs per run, loops included (None: no cap)
         self._inline = inline  # run control nodes here (services/executor/inline.py)
         self._node_ack_wait_s = node_ack_wait_s
         self._indexes: dict[UUID, GraphIndex] = {}
@@ -250,6 +252,7 @@ class Orchestrator:
             inline=self._inline,
             max_loop_items=self._max_loop_items,
             token_budget=self._token_budget,
+            max_node_runs=self._max_node_runs,
         )
 
     def _decide(

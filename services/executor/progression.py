@@ -50,6 +50,14 @@ _COMMAND_TOO_LARGE = Message(
     "the node's inputs are too large to hand to a worker: {size} bytes (at most {limit})",
 )
 
+_TOO_MANY_NODE_RUNS = Message(
+    "本次执行的节点运行次数达到上限 {limit}(循环的每一项、其中每个节点各算一次,"
+    "AGENTFLOW_MAX_NODE_RUNS_PER_EXECUTION),执行已终止;请减少循环项数或拆分工作流",
+    "The run reached its limit of {limit} node runs (each loop item, and each node in it, "
+    "counts once; AGENTFLOW_MAX_NODE_RUNS_PER_EXECUTION) and was stopped; loop over fewer "
+    "items or split the workflow",
+)
+
 
 def run_key(node_id: str, path: Path) -> str:
     return node_id + "".join(f"[{i}]" for i in path)
@@ -156,6 +164,8 @@ class Progression:
     inline: bool = False
     max_loop_items: int | None = None  # the platform's cap over every loop's max_iterations
     token_budget: int | None = None  # model tokens one run may spend (None: no budget)
+    # Node runs one execution may make, loops' iterations included (None: no cap).
+    max_node_runs: int | None = None
     commands: list[NodeRunCommand] = field(default_factory=list)
     retries: list[tuple[str, int, float]] = field(default_factory=list)
     ran_inline: list[InlineRun] = field(default_factory=list)
@@ -168,6 +178,10 @@ class Progression:
             self._redispatch()
         if self._advance_scope(None, ()):
             self.changed |= self._conclude()
+        if self.execution.status in FINAL_STATUSES:
+            # Failed in this pass (the node-run cap): what it queued need not run. A resume
+            # sends the started ones again.
+            self.commands.clear()
 
     # -- scopes ------------------------------------------------------------------------------
 
@@ -183,14 +197,20 @@ class Progression:
     def _advance_scope(self, scope: str | None, path: Path) -> bool:
         """Start, skip and follow what can move in one scope; True when it has finished."""
         while True:
+            if self.execution.status in FINAL_STATUSES:
+                return False  # failed in this pass: nothing more starts
             step = plan(self.index, self._outcomes(scope, path), scope)
             for node_id in step.skip:
                 node_type = self.index.nodes_by_id[node_id].type
+                if self._run_cap_reached(node_id):
+                    return False
                 self.changed |= self.execution.record_node_skipped(
                     run_key(node_id, path), node_id, node_type, "not on the path taken"
                 )
             moved = bool(step.skip)
             for node_id in step.ready:
+                if self._run_cap_reached(node_id):
+                    return False
                 moved |= self._start_node(node_id, path)
             for node_id in self.index.scope_nodes(scope):
                 record = self.execution.nodes.get(run_key(node_id, path))
@@ -275,6 +295,22 @@ class Progression:
         )
         return self._fail_here(key, attempt, error)
 
+    def _run_cap_reached(self, node_id: str) -> bool:
+        """Whether one more node run (a node started or skipped, or a loop iteration) would
+        pass the run's cap; if so the whole execution fails here, whatever the nodes'
+        `on_error`: the cap bounds the run, not one node. Checked before each one, so loops
+        nested in loops stop at the cap however many items each has."""
+        cap = self.max_node_runs
+        if cap is None or self.execution.node_runs < cap:
+            return False
+        if self.execution.status not in FINAL_STATUSES:
+            node_type = self.index.nodes_by_id[node_id].type
+            message = _TOO_MANY_NODE_RUNS.render(self.language, limit=cap)
+            self.execution.fail(message, node_id)
+            self.execution.record_log("error", message, node_id, node_type)
+            self.changed = True
+        return True
+
     def _fail_here(self, key: str, attempt: int, error: str) -> bool:
         """A started attempt that cannot go out fails here, for good, by the node's
         `on_error`; True: its outcome is recorded."""
@@ -333,6 +369,8 @@ class Progression:
             and len(state["running"]) < config.parallelism
             and state["next"] < state["count"]
         ):
+            if self._run_cap_reached(loop_id):
+                return False
             index = state["next"]
             execution.record_iteration_started(key, index)
             self.changed = True

@@ -24,6 +24,10 @@ class ExecutorSettings(ServiceSettings):
     # Caps over what a workflow may ask for: a loop's items, an agent's model turns.
     max_loop_items: int = Field(default=10_000, ge=1, le=1_000_000)
     max_agent_iterations: int = Field(default=20, ge=1, le=1000)
+    # Node runs one execution may make in all: each node started or skipped, once per loop
+    # iteration it is in, and each loop iteration. Loops nested in loops multiply their
+    # items; beyond this the run fails (services/executor/progression.py).
+    max_node_runs_per_execution: int = Field(default=100_000, ge=1, le=100_000_000)
     # Model tokens (prompt + completion, as the provider reports them) one run may spend over
     # all its llm and agent nodes; beyond it no further model call is made (0: no budget).
     max_tokens_per_execution: int = Field(default=1_000_000, ge=0, le=1_000_000_000)
@@ -49,3 +53,17 @@ class ExecutorSettings(ServiceSettings):
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_backoff_s: float = Field(default=0.5, ge=0.0, le=60.0)
     llm_max_backoff_s: float = Field(default=8.0, ge=0.0, le=300.0)
+    # What one model answer may hold (services/executor/llm/client.py ResponseLimits): beyond
+    # any of these the node fails, saying which (a base URL may be anybody's server).
+    llm_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)
+    llm_max_text_chars: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    llm_max_tool_argument_chars: int = Field(default=256 * 1024, ge=1, le=100_000_000)
+    llm_max_tool_calls: int = Field(default=128, ge=1, le=10_000)
+
+
+class WorkerSettings(ExecutorSettings):
+    """A worker's settings: the executor's, but it holds the data source query key and never
+    the JWT signing secret (it cannot mint a user's token)."""
+
+    holds_jwt_secret: ClassVar[bool] = False
+    holds_query_key: ClassVar[bool] = True

@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError as PydanticValidationError
 
 from services.executor.datasources_client import DataSourcesClient
-from services.executor.llm.client import ChatClient
+from services.executor.llm.client import ChatClient, ResponseLimits
 from services.executor.messages import (
     NODE_INTERNAL_ERROR,
     NOT_SUPPORTED_YET,
@@ -44,7 +44,7 @@ from services.executor.runners.builtin import (
 from services.executor.runners.context import ChunkSink, NodeServices
 from services.executor.runners.data_source import run_data_source_query
 from services.executor.runners.llm import run_llm, within_budget
-from services.executor.settings import ExecutorSettings
+from services.executor.settings import ExecutorSettings, WorkerSettings
 from services.executor.worker_http import serve_worker_http
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.consumer import PullConsumer
@@ -56,7 +56,7 @@ from shared.bus.streams import (
 )
 from shared.i18n import Language, LocalizedError, Message
 from shared.logging import configure_logging
-from shared.security.tokens import TokenService
+from shared.security.grants import QueryGrants
 from shared.tracing import context_from, tracer
 from shared.workflow.nodes import AgentData, LLMData, TransformData, parse_node_data
 
@@ -283,7 +283,7 @@ def _ms(started: float) -> int:
 
 
 async def main() -> None:
-    settings = ExecutorSettings()
+    settings = WorkerSettings()
     configure_logging(settings, service="worker")
     bus = JetStreamBus(settings, name="agentflow-worker")
     async with httpx.AsyncClient(follow_redirects=False) as http:
@@ -292,13 +292,19 @@ async def main() -> None:
             max_retries=settings.llm_max_retries,
             backoff_s=settings.llm_backoff_s,
             max_backoff_s=settings.llm_max_backoff_s,
+            limits=ResponseLimits(
+                max_bytes=settings.llm_max_response_bytes,
+                max_text_chars=settings.llm_max_text_chars,
+                max_tool_argument_chars=settings.llm_max_tool_argument_chars,
+                max_tool_calls=settings.llm_max_tool_calls,
+            ),
         )
         services = NodeServices(
             http=http,
             chat=chat,
             outbound=settings.outbound_policy(),
             environ=dict(os.environ),
-            data_sources=DataSourcesClient(http, settings.datasources_url, TokenService(settings)),
+            data_sources=DataSourcesClient(http, settings.datasources_url, QueryGrants(settings)),
         )
         if settings.worker_metrics_port:
             serve_worker_http(

@@ -1,4 +1,9 @@
-"""`/api/v1/ws/executions/{id}?token=`: an execution's changes, pushed as they happen.
+"""`/api/v1/ws/executions/{id}`: an execution's changes, pushed as they happen.
+
+The token comes in the `Sec-WebSocket-Protocol` header, as a browser can send it
+(`new WebSocket(url, ["bearer", token])`; the handshake answers with the subprotocol
+`bearer`, never the token), or as `?token=` (the seed's clients). Either way it stays out of
+the logs (shared/logging.py redacts query strings and JWTs).
 
 On connect: the current state at once. Then one message per change of the execution (from
 the `EVENTS` stream) followed by the fresh status (once for changes that arrive together, as
@@ -13,6 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -22,6 +29,7 @@ from nats.aio.msg import Msg
 
 from services.gateway import messages
 from services.gateway.proxy import UpstreamClient
+from services.gateway.socket_quota import SocketQuota
 from shared.bus.client import BusUnavailable, JetStreamBus
 from shared.errors import AppError, NotFound
 from shared.i18n import pick_language
@@ -30,9 +38,12 @@ from shared.web.errors import error_body
 
 log = logging.getLogger("agentflow.gateway.live")
 
-# A bad or missing token, or an execution that does not exist or is not the caller's, refuse
-# the handshake with an HTTP 401/404 of the documented error shape (the same 404 either way);
-# servers without that ASGI extension close with 4401/4404 instead. 1013: try again later.
+# A bad or missing token, an execution that does not exist or is not the caller's (or an id
+# that is no execution id at all), or one socket more than the user may hold open, refuse the
+# handshake with an HTTP 401/404/429 of the documented error shape (the same 404 in every
+# such case); servers without that ASGI extension close with 4401/4404/4429 instead.
+# 1013: try again later.
+BEARER_SUBPROTOCOL = "bearer"
 _FINAL = {"ExecutionCompleted": "completed", "ExecutionFailed": "failed",
           "ExecutionCancelled": "cancelled"}  # fmt: skip
 _MESSAGE_TYPES = {
@@ -57,13 +68,57 @@ async def execution_socket(
     tokens: TokenService,
     upstreams: UpstreamClient,
     bus: JetStreamBus,
+    quota: SocketQuota,
 ) -> None:
-    token = websocket.query_params.get("token", "")
+    token, subprotocol = credentials(websocket)
     try:
-        tokens.verify(token)
+        principal = tokens.verify(token)
     except AppError as error:
         await _refuse(websocket, error, 4401)
         return
+    # The id becomes part of NATS subjects: only a UUID may (`>`, `*`, `.` are wildcards or
+    # separators there). Anything else names no execution.
+    canonical_id = canonical_execution_id(execution_id)
+    if canonical_id is None:
+        await _refuse(websocket, _NoSuchExecution(), 4404)
+        return
+    try:
+        quota.acquire(principal.user_id)
+    except AppError as error:
+        await _refuse(websocket, error, 4429)
+        return
+    try:
+        await _serve(websocket, canonical_id, token, subprotocol, upstreams, bus)
+    finally:
+        quota.release(principal.user_id)
+
+
+def credentials(websocket: WebSocket) -> tuple[str, str | None]:
+    """The token, and the subprotocol to accept with: the entry after `bearer` among the
+    offered subprotocols, else the `token` query parameter (no subprotocol)."""
+    offered: list[str] = list(websocket.scope.get("subprotocols") or [])
+    if BEARER_SUBPROTOCOL in offered:
+        at = offered.index(BEARER_SUBPROTOCOL)
+        token = offered[at + 1] if at + 1 < len(offered) else ""
+        return token, BEARER_SUBPROTOCOL
+    return websocket.query_params.get("token", ""), None
+
+
+def canonical_execution_id(execution_id: str) -> str | None:
+    try:
+        return str(uuid.UUID(execution_id))
+    except ValueError:
+        return None
+
+
+async def _serve(
+    websocket: WebSocket,
+    execution_id: str,
+    token: str,
+    subprotocol: str | None,
+    upstreams: UpstreamClient,
+    bus: JetStreamBus,
+) -> None:
     headers = {"authorization": f"Bearer {token}"}
     base = upstreams.base_url("executor") + f"/api/v1/executions/{execution_id}"
     changes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -83,13 +138,15 @@ async def execution_socket(
         if record is None:
             await _refuse(websocket, _NoSuchExecution(), 4404)
             return
-        await websocket.accept()
+        await websocket.accept(subprotocol=subprotocol)
         await websocket.send_json({"type": "status", "data": _status(record)})
         if record["status"] in _FINAL.values():
             await websocket.send_json(_final_message(record))
             await websocket.close()
             return
-        await _follow(websocket, changes, upstreams.http, base, headers)
+        await _follow_while_open(
+            websocket, _follow(websocket, changes, upstreams.http, base, headers)
+        )
     except WebSocketDisconnect:
         pass
     except _ExecutorDown:
@@ -100,6 +157,30 @@ async def execution_socket(
             await subscription.unsubscribe()
         with contextlib.suppress(Exception):
             await chunks.unsubscribe()
+
+
+async def _follow_while_open(websocket: WebSocket, follow: Coroutine[Any, Any, None]) -> None:
+    """Run `follow` until it ends or the client goes away, whichever is first: a closed socket
+    gives back its subscriptions and its place in the user's quota at once, not at the next
+    message the gateway fails to send (up to 15 s away on a quiet run)."""
+    following = asyncio.create_task(follow)
+    watching = asyncio.create_task(_until_closed(websocket))
+    try:
+        await asyncio.wait({following, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (following, watching):
+            task.cancel()
+        await asyncio.gather(following, watching, return_exceptions=True)
+    if following.done() and not following.cancelled():
+        following.result()  # what ended it: _ExecutorDown, WebSocketDisconnect, or nothing
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Returns when the client closes the socket. Clients send nothing; whatever they do
+    send is dropped."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
 
 
 async def _follow(

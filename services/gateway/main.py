@@ -11,18 +11,21 @@ import httpx
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from prometheus_client import start_http_server
 from starlette.routing import Route
 
 from services.gateway import routing
 from services.gateway.live import execution_socket
 from services.gateway.openapi import OpenAPIAggregator
+from services.gateway.paths import check_path
 from services.gateway.proxy import UpstreamClient
 from services.gateway.settings import GatewaySettings
+from services.gateway.socket_quota import SocketQuota
 from shared.bus.client import JetStreamBus
 from shared.errors import NotFound, Unauthorized
 from shared.logging import configure_logging
 from shared.security.tokens import TokenService
-from shared.web.app import build_app
+from shared.web.app import build_app, follow_revocations
 from shared.web.health import ReadinessCheck
 
 log = logging.getLogger("agentflow.gateway")
@@ -47,15 +50,23 @@ def create_app(
     upstreams = UpstreamClient(settings, transport=transport)
     tokens = TokenService(settings)
     bus = JetStreamBus(settings, name="agentflow-gateway")  # for live updates over WebSocket
+    follow_revocations(bus, tokens)  # logouts and role changes, as every service
+    sockets = SocketQuota(settings.max_websockets_per_user)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        metrics = None
+        if settings.metrics_port:
+            metrics, _thread = start_http_server(settings.metrics_port, settings.metrics_host)
         bus.start()
         try:
             yield
         finally:
             await bus.close()
             await upstreams.aclose()
+            if metrics is not None:
+                await asyncio.to_thread(metrics.shutdown)
+                metrics.server_close()
 
     readiness: dict[str, ReadinessCheck] = {
         name: _upstream_check(upstreams, name) for name in settings.upstreams()
@@ -67,6 +78,8 @@ def create_app(
         description=DESCRIPTION,
         readiness=readiness,
         lifespan=lifespan,
+        # /metrics is not public: it has a listener of its own (AGENTFLOW_GATEWAY_METRICS_PORT).
+        metrics_route=False,
     )
     app.state.settings = settings
     app.state.upstreams = upstreams
@@ -91,10 +104,11 @@ def create_app(
 
     @app.websocket("/api/v1/ws/executions/{execution_id}")
     async def execution_updates(websocket: WebSocket, execution_id: str) -> None:
-        await execution_socket(websocket, execution_id, tokens, upstreams, bus)
+        await execution_socket(websocket, execution_id, tokens, upstreams, bus, sockets)
 
     @app.api_route("/api/{path:path}", methods=_METHODS, include_in_schema=False)
     async def proxy(request: Request, path: str) -> Response:
+        check_path(request.url.path, request.scope.get("raw_path") or b"")
         route = routing.resolve(request.url.path)
         if route is None:
             raise NotFound

@@ -69,7 +69,7 @@ def merge(base: dict[str, Any], specs: dict[str, dict[str, Any] | None]) -> dict
             continue
         for path, item in spec.get("paths", {}).items():
             if path.startswith("/api/"):
-                paths[path] = _with_gateway_answers(item)
+                paths[path] = _with_gateway_answers(item, templated="{" in path)
         for section, entries in spec.get("components", {}).items():
             target = components.setdefault(section, {})
             for key, value in entries.items():
@@ -87,13 +87,19 @@ def merge(base: dict[str, Any], specs: dict[str, dict[str, Any] | None]) -> dict
     return document
 
 
-def _with_gateway_answers(item: dict[str, Any]) -> dict[str, Any]:
+def _with_gateway_answers(item: dict[str, Any], *, templated: bool) -> dict[str, Any]:
     """What may answer any proxied operation besides its route: the gateway (upstream down or
-    too slow, body over its limit, services/gateway/proxy.py) or a service whose store is
-    unreachable (503)."""
+    too slow, body over its limit, services/gateway/proxy.py; a path parameter that makes a
+    dot segment or holds an encoded slash, services/gateway/paths.py) or a service whose
+    store is unreachable (503)."""
     item = copy.deepcopy(item)
     for operation in operations({"paths": {"": item}}):
         responses: dict[str, Any] = operation.setdefault("responses", {})
+        if templated:
+            responses.setdefault(
+                "400", error_response("A path parameter is `.`, `..` or holds an encoded `/` "
+                                      "(INVALID_PATH)")
+            )  # fmt: skip
         responses.setdefault("503", error_response("A service or its store is down; retry"))
         responses.setdefault("504", error_response("Upstream timed out (UPSTREAM_TIMEOUT)"))
         if "requestBody" in operation:

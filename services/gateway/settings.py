@@ -31,6 +31,17 @@ class GatewaySettings(ServiceSettings):
     # At start, wait this long for upstreams to answer /healthz before serving (0: don't wait).
     wait_for_upstreams_s: float = Field(default=30.0, ge=0)
 
+    # Prometheus metrics are not on the public listener: they have a port of their own, on
+    # loopback unless told otherwise (in a pod: every interface, for the scraper). 0: none.
+    metrics_host: str = Field(
+        default="127.0.0.1", validation_alias="AGENTFLOW_GATEWAY_METRICS_HOST"
+    )
+    metrics_port: int = Field(
+        default=8111, ge=0, le=65535, validation_alias="AGENTFLOW_GATEWAY_METRICS_PORT"
+    )
+    # Live-update sockets one user may hold open at once, per gateway process.
+    max_websockets_per_user: int = Field(default=20, ge=1)
+
     def upstreams(self) -> dict[str, str]:
         """Upstream name -> base URL."""
         return {

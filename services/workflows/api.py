@@ -104,10 +104,11 @@ def list_workflows(
     "",
     response_model=WorkflowOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 413, 422),
+    responses=error_responses(401, 413, 422, 429),
 )
 def create_workflow(body: WorkflowCreate, actor: CurrentActor, workflows: Workflows) -> WorkflowOut:
-    """Create a workflow: version 1, status draft. Invalid drafts may be saved."""
+    """Create a workflow: version 1, status draft. Invalid drafts may be saved. 429
+    QUOTA_EXCEEDED when you already own AGENTFLOW_MAX_WORKFLOWS_PER_USER workflows."""
     content = Content(
         body.name, body.description, _items(body.nodes, "node"), _items(body.edges, "edge")
     )
@@ -131,7 +132,7 @@ def list_templates(_: CurrentActor) -> list[TemplateOut]:
     "/templates/{template_id}/create",
     response_model=WorkflowOut,
     status_code=status.HTTP_201_CREATED,
-    responses=NOT_FOUND,
+    responses=error_responses(401, 404, 429),
 )
 def create_from_template(
     template_id: str,
@@ -148,7 +149,7 @@ def create_from_template(
     "/import",
     response_model=WorkflowOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 413, 422),
+    responses=error_responses(401, 413, 422, 429),
 )
 def import_workflow(body: ImportIn, actor: CurrentActor, workflows: Workflows) -> WorkflowOut:
     """Create a workflow from what `export` produced."""

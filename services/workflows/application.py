@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +17,7 @@ from services.workflows.catalog import find_template
 from services.workflows.content import Content, diff, summarize
 from services.workflows.domain import USER_STATUSES, VERSION_EVENTS, Workflow
 from services.workflows.settings import WorkflowsSettings
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from shared.eventstore import EventSourcedApplication
 from shared.i18n import Language
 from shared.workflow.model import WorkflowGraph
@@ -52,6 +54,14 @@ class StatusNotAllowed(ValidationFailed):
 class InvalidWorkflow(ValidationFailed):
     default_code = "INVALID_WORKFLOW"
     default_message = messages.CANNOT_PUBLISH_INVALID
+
+
+class TooManyWorkflows(QuotaExceeded):
+    default_message = messages.TOO_MANY_WORKFLOWS
+
+
+OwnedCount = Callable[[UUID], int]
+_CREATE_STRIPES = 64
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,16 @@ class VersionView:
 class WorkflowsApplication(EventSourcedApplication):
     def __init__(self, settings: WorkflowsSettings, env: dict[str, str] | None = None) -> None:
         super().__init__(settings, env)
+        self._max_per_user = settings.max_workflows_per_user
+        self._count_owned: OwnedCount | None = None
+        # One user's creates are counted and saved one at a time (in this process), so
+        # parallel requests cannot all pass the count; other users' creates do not wait.
+        self._creating = [threading.Lock() for _ in range(_CREATE_STRIPES)]
+
+    def count_owned_with(self, count_owned: OwnedCount) -> None:
+        """Where the per-user quota counts a user's workflows (the list read model, which is
+        built from this application, hence set after it)."""
+        self._count_owned = count_owned
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -103,7 +123,13 @@ class WorkflowsApplication(EventSourcedApplication):
     ) -> WorkflowView:
         content.check_size()
         workflow = Workflow(actor.user_id, content.as_dict(), actor.as_author(), origin, comment)
-        self.save(workflow)
+        with self._creating[actor.user_id.int % _CREATE_STRIPES]:
+            if (
+                self._count_owned is not None
+                and self._count_owned(actor.user_id) >= self._max_per_user
+            ):
+                raise TooManyWorkflows(limit=self._max_per_user)
+            self.save(workflow)
         return self._view(workflow)
 
     def update(

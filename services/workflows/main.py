@@ -25,6 +25,7 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
     application = WorkflowsApplication(settings)
     engine = read_model_engine(settings)
     listing = WorkflowList(application, engine, read_model_metadata(settings))
+    application.count_owned_with(listing.count_owned)
     runtime = ServiceRuntime(application, to_integration_event, source="workflows")
     runtime.add_projection(listing.projection, poll_s=settings.projection_poll_s)
 

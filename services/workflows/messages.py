@@ -6,6 +6,10 @@ WORKFLOW_NOT_FOUND = Message("工作流不存在", "Workflow not found")
 WORKFLOW_DELETED = Message("工作流已删除", "Workflow deleted")
 VERSION_NOT_FOUND = Message("工作流版本 {version} 不存在", "Workflow version {version} not found")
 TEMPLATE_NOT_FOUND = Message("模板不存在", "Template not found")
+TOO_MANY_WORKFLOWS = Message(
+    "工作流数量已达上限 {limit} 个,请先删除不用的工作流",
+    "You already own {limit} workflows, the most allowed; delete some first",
+)
 VERSION_CONFLICT = Message(
     "工作流已被修改(当前版本 {current}),请刷新后重试",
     "The workflow was changed meanwhile (now version {current}); reload and retry",

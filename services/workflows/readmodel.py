@@ -63,6 +63,14 @@ class WorkflowList:
     def _refresh(self, conn: Connection, aggregate_ids: Iterable[UUID]) -> None:
         rewrite_rows(conn, self.table, self._application, aggregate_ids, _row_of)
 
+    def count_owned(self, owner_id: UUID) -> int:
+        """How many live workflows `owner_id` owns (their quota), their latest saves included."""
+        self.projection.catch_up()
+        t = self.table
+        statement = sa.select(sa.func.count()).select_from(t).where(t.c.owner_id == str(owner_id))
+        with self._engine.connect() as conn:
+            return int(conn.execute(statement).scalar_one())
+
     def query(self, query: ListQuery) -> list[dict[str, Any]]:
         # Read your writes: whatever this replica (or another) stored is projected first.
         self.projection.catch_up()

@@ -14,3 +14,6 @@ class WorkflowsSettings(ServiceSettings):
 
     port: int = service_port_field(8102, "workflows")
     projection_poll_s: float = Field(default=2.0, gt=0)
+    # Live (not deleted) workflows one user may own; creating, importing or copying a
+    # template beyond it answers 429 QUOTA_EXCEEDED.
+    max_workflows_per_user: int = Field(default=1000, ge=1)

@@ -2,13 +2,14 @@
 model) wrote, so workflows cannot reach the platform's own network (SSRF).
 
 Every request to a user-supplied URL goes through `outbound.guarded_request` (or, when another
-client makes the request, `outbound.check_url` first): only http/https, and every address the
-host resolves to must be public unless the operator allowed its network
-(`AGENTFLOW_OUTBOUND_ALLOW_NETWORKS`). Redirects are followed by hand and checked hop by hop.
+client makes the request, `outbound.check_url` / `outbound.resolve_checked` first, then connects
+to the addresses they return): only http/https, and every address the host resolves to must be
+public unless the operator allowed its network (`AGENTFLOW_OUTBOUND_ALLOW_NETWORKS`). Redirects
+are followed by hand, checked hop by hop, and carry only CORS-safelisted headers to another
+origin.
 
-Known limit: the check resolves the host, then httpx resolves it again to connect. A DNS
-server that answers differently the second time (DNS rebinding, very short TTLs) can slip a
-private address past the check. Closing that gap needs connecting to the checked address
-itself (a custom transport that pins the resolved IP while keeping SNI and the Host header),
-or an egress proxy/firewall in front of the workers; the latter is the recommended deployment.
+`pinning` sends a checked request to the checked address itself (Host header and TLS name kept),
+so a DNS server answering differently the second time (DNS rebinding) gets no second time.
+`bodies` reads response bodies in bounded pieces, decompression included (no gzip bombs).
+An egress proxy or firewall in front of the workers remains good defence in depth.
 """

@@ -7,12 +7,19 @@ address is public or inside a network the operator allowed (`OutboundPolicy`). "
 unspecified or site-local; an IPv4 address embedded in IPv6 (`::ffff:a.b.c.d`, NAT64
 `64:ff9b::/96`, 6to4 `2002::/16`) is judged by that IPv4 address.
 
-`guarded_request` checks the URL, then follows redirects by hand and checks every hop again,
-reads at most `max_chars` of the body, and turns transport failures into `OutboundFailed`.
-Policy refusals are `OutboundRefused`; both carry a bilingual message (`render(language)`).
+`guarded_request` checks the URL, connects to the very addresses it checked (`pinning`: no
+second DNS lookup, so DNS rebinding cannot swap in a private address), follows redirects by
+hand and checks and pins every hop again, reads at most `max_chars` of the body (decompression
+bounded too, `bodies`), and turns transport failures into `OutboundFailed`. Policy refusals
+are `OutboundRefused`; both carry a bilingual message (`render(language)`).
 
-Known limit (DNS rebinding): the host is resolved for the check and again by httpx to connect;
-a DNS server answering differently the second time defeats the check. See `shared.net`.
+Across origins a redirect carries only CORS-safelisted headers (Accept, Accept-Language,
+Content-Language, a form or text/plain Content-Type, as the Fetch standard defines them):
+an API key in a custom header stays with the origin it was meant for. Cookies the client
+collected from earlier responses are never sent: the client may be shared by every user.
+
+`resolve_checked(host, policy)` is the check alone, for clients that connect by themselves:
+connect to one of the addresses it returns, never to the name.
 """
 
 from __future__ import annotations
@@ -21,23 +28,37 @@ import asyncio
 import codecs
 import ipaddress
 import socket
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
 
 from shared.i18n import LocalizedError, Message
+from shared.net.bodies import ACCEPT_ENCODING, iter_decoded
+from shared.net.pinning import send_pinned
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Answers a host name (ASCII) with its addresses; OSError when it cannot.
+Resolver = Callable[[str], Awaitable[Sequence[IPAddress]]]
 
 ALLOWED_SCHEMES: Final = frozenset({"http", "https"})
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _TO_GET_STATUSES: Final = frozenset({301, 302, 303})
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
-# Never carried to another origin: they may hold the caller's secrets.
-_ORIGIN_HEADERS: Final = ("authorization", "proxy-authorization", "cookie", "host")
+# The only headers carried to another origin: the Fetch standard's CORS-safelisted ones.
+_SAFELISTED: Final = frozenset(
+    {b"accept", b"accept-language", b"content-language", b"content-type"}
+)
+_SAFELISTED_CONTENT_TYPES: Final = frozenset(
+    {b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain"}
+)
+_CORS_UNSAFE: Final = frozenset(b'"():<>?@[\\]{}\x7f') | (frozenset(range(0x20)) - {0x09})
+_LANGUAGE_BYTES: Final = frozenset(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz *,-.;="
+)
+_SAFELISTED_MAX_BYTES: Final = 128
 # Dropped with the body when a redirect turns the request into a GET.
 _BODY_HEADERS: Final = ("content-type", "content-length", "content-encoding", "transfer-encoding")
 _SHOWN_CHARS: Final = 200
@@ -122,12 +143,18 @@ def _is_public(address: IPAddress) -> bool:
 
 @dataclass(frozen=True)
 class OutboundPolicy:
-    """Which non-public networks the operator lets workflows reach (none by default)."""
+    """Which non-public networks the operator lets workflows reach (none by default).
+
+    `resolver` answers host names (the event loop's `getaddrinfo` when None); tests inject
+    one to play a rebinding DNS server."""
 
     allowed_networks: tuple[IPNetwork, ...] = ()
+    resolver: Resolver | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_strings(cls, networks: Iterable[str]) -> OutboundPolicy:
+    def from_strings(
+        cls, networks: Iterable[str], resolver: Resolver | None = None
+    ) -> OutboundPolicy:
         """Networks such as `10.0.0.0/8`, `127.0.0.1/32` or `::1` (a bare address is one host).
 
         ValueError names the first value that is not a network (host bits set included:
@@ -138,7 +165,7 @@ class OutboundPolicy:
                 parsed.append(ipaddress.ip_network(value.strip()))
             except ValueError as exc:
                 raise ValueError(f"not an IP network: {value!r} ({exc})") from exc
-        return cls(tuple(parsed))
+        return cls(tuple(parsed), resolver)
 
     def _inside_allowed(self, address: IPAddress) -> bool:
         return any(address in network for network in self.allowed_networks)
@@ -168,38 +195,55 @@ def _parse(url: str | httpx.URL) -> httpx.URL:
     return parsed
 
 
-async def _resolve(host: str) -> list[IPAddress]:
+async def system_resolve(host: str) -> list[IPAddress]:
+    """The host's IPv4 and IPv6 addresses from the event loop's `getaddrinfo`, in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [
+        ipaddress.ip_address(sockaddr[0])
+        for family, _, _, _, sockaddr in infos
+        if family in (socket.AF_INET, socket.AF_INET6)
+    ]
+
+
+async def _resolve(host: str, resolver: Resolver) -> list[IPAddress]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+        answered = await resolver(host)
+    except (OSError, UnicodeError, ValueError) as exc:
         raise OutboundRefused(_UNRESOLVABLE, host=_shown(host)) from exc
-    addresses: list[IPAddress] = []
-    for family, _, _, _, sockaddr in infos:
-        if family not in (socket.AF_INET, socket.AF_INET6):
-            continue
-        try:
-            addresses.append(ipaddress.ip_address(sockaddr[0]))
-        except ValueError as exc:
-            raise OutboundRefused(_UNRESOLVABLE, host=_shown(host)) from exc
+    addresses = list(dict.fromkeys(answered))  # without repeats, in the resolver's order
     if not addresses:
         raise OutboundRefused(_UNRESOLVABLE, host=_shown(host))
     return addresses
 
 
-async def _check(url: httpx.URL, policy: OutboundPolicy) -> None:
-    for address in await _resolve(url.raw_host.decode("ascii")):
+async def resolve_checked(
+    host: str, policy: OutboundPolicy, *, shown_host: str | None = None
+) -> list[IPAddress]:
+    """The addresses of `host` (an IP literal is its own), all allowed by `policy`.
+
+    OutboundRefused when the host does not resolve or any of its addresses is not allowed
+    (`shown_host` names it in the message). Connect to these addresses, never to the name
+    again: a second lookup may answer otherwise (DNS rebinding)."""
+    addresses = await _resolve(host, policy.resolver or system_resolve)
+    for address in addresses:
         if not policy.address_allowed(address):
-            raise OutboundRefused(_PRIVATE, host=_shown(url.host), address=str(address))
+            name = _shown(shown_host or host)
+            raise OutboundRefused(_PRIVATE, host=name, address=str(address))
+    return addresses
 
 
-async def check_url(url: str, policy: OutboundPolicy) -> None:
-    """OutboundRefused unless `url` is http(s) and every address of its host is allowed."""
-    await _check(_parse(url), policy)
+async def _check(url: httpx.URL, policy: OutboundPolicy) -> list[IPAddress]:
+    return await resolve_checked(url.raw_host.decode("ascii"), policy, shown_host=url.host)
+
+
+async def check_url(url: str | httpx.URL, policy: OutboundPolicy) -> list[IPAddress]:
+    """The addresses to connect to for `url`; OutboundRefused unless it is http(s) and every
+    address of its host is allowed."""
+    return await _check(_parse(url), policy)
 
 
 def _check_host(url: httpx.URL, allowed_hosts: frozenset[str]) -> None:
@@ -217,6 +261,28 @@ def _check_host(url: httpx.URL, allowed_hosts: frozenset[str]) -> None:
 def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
     default_port = {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, url.raw_host.lower(), url.port or default_port
+
+
+def _cors_safelisted(name: bytes, value: bytes) -> bool:
+    """The Fetch standard's CORS-safelisted request-header test (without Range)."""
+    lowered = name.lower()
+    if lowered not in _SAFELISTED or len(value) > _SAFELISTED_MAX_BYTES:
+        return False
+    if lowered in (b"accept-language", b"content-language"):
+        return all(byte in _LANGUAGE_BYTES for byte in value)
+    if any(byte in _CORS_UNSAFE for byte in value):
+        return False
+    if lowered == b"content-type":
+        essence = value.split(b";", 1)[0].strip().lower()
+        return essence in _SAFELISTED_CONTENT_TYPES
+    return True
+
+
+def _cross_origin_headers(headers: httpx.Headers) -> httpx.Headers:
+    """What may follow a redirect to another origin: the CORS-safelisted headers only."""
+    return httpx.Headers(
+        [(name, value) for name, value in headers.raw if _cors_safelisted(name, value)]
+    )
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -240,11 +306,11 @@ def _charset(response: httpx.Response) -> str:
 
 
 async def _read_text(response: httpx.Response, max_chars: int) -> tuple[str, bool]:
-    """At most `max_chars` of the body; stops downloading once it has more."""
+    """At most `max_chars` of the body; stops downloading (and inflating) once it has more."""
     decoder = codecs.getincrementaldecoder(_charset(response))(errors="replace")
     parts: list[str] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in iter_decoded(response):
         text = decoder.decode(chunk)
         parts.append(text)
         size += len(text)
@@ -275,9 +341,10 @@ async def guarded_request(
     """One HTTP request through the guard; `timeout` bounds the whole call, redirects included.
 
     Every hop must pass `check_url` (and be one of `allowed_hosts`, exactly and ignoring case,
-    when that is not empty) before it is requested. 301/302/303 continue as a GET without body
-    (HEAD stays HEAD); 307/308 repeat the method and body. Credentials (Authorization, Cookie)
-    are not carried to another origin. The status is not judged: a 404 is a response.
+    when that is not empty) before it is requested, and is sent to the addresses checked.
+    301/302/303 continue as a GET without body (HEAD stays HEAD); 307/308 repeat the method and
+    body. Only CORS-safelisted headers go on to another origin. The status is not judged: a
+    404 is a response.
     """
     if max_redirects < 0 or max_chars < 0:
         raise ValueError("max_redirects and max_chars must not be negative")
@@ -297,7 +364,7 @@ async def guarded_request(
         async with asyncio.timeout(timeout):
             for _ in range(max_redirects + 1):
                 _check_host(current, hosts)
-                await _check(current, policy)
+                addresses = await _check(current, policy)
                 try:
                     request = http.build_request(
                         method,
@@ -309,7 +376,12 @@ async def guarded_request(
                     )
                 except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
                     raise OutboundRefused(_INVALID_REQUEST, detail=_detail(exc)) from exc
-                response = await http.send(request, stream=True, follow_redirects=False)
+                # The client's cookie jar holds what other users' requests collected.
+                if "cookie" not in request_headers:
+                    request.headers.pop("cookie", None)
+                if "accept-encoding" not in request_headers:
+                    request.headers["accept-encoding"] = ACCEPT_ENCODING
+                response = await send_pinned(http, request, addresses)
                 try:
                     location = response.headers.get("location")
                     if response.status_code in _REDIRECT_STATUSES and location is not None:
@@ -332,8 +404,7 @@ async def guarded_request(
                         _BAD_REDIRECT, host=_shown(current.host), location=_shown(location)
                     ) from exc
                 if _origin(target) != _origin(current):
-                    for name in _ORIGIN_HEADERS:
-                        request_headers.pop(name, None)
+                    request_headers = _cross_origin_headers(request_headers)
                 if status in _TO_GET_STATUSES and method != "HEAD":
                     method, content, json_body = "GET", None, None
                     for name in _BODY_HEADERS:

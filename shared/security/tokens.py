@@ -1,6 +1,8 @@
 """HS256 JWTs: `sub` (user id), `name` (username), `role`, `exp`, `iat`, `jti`, `iss`.
 
 Only the configured algorithm is accepted, so `alg: none` and algorithm-confusion tokens fail.
+A token revoked by logout is refused, and the role is the user's role now, not the one the
+token was issued with (`shared/security/revocations.py` keeps both current from the bus).
 """
 
 from __future__ import annotations
@@ -8,12 +10,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
 import jwt
 
 from shared.errors import Unauthorized
 from shared.i18n import Message
+from shared.security.revocations import TokenRevocations
 from shared.settings import PlatformSettings
 
 Role = Literal["user", "admin"]
@@ -35,6 +38,7 @@ class Principal:
     role: Role
     token_id: str
     username: str = ""
+    expires_at: float = 0.0  # epoch seconds; a revocation is kept until then
 
     @property
     def is_admin(self) -> bool:
@@ -42,7 +46,10 @@ class Principal:
 
 
 class TokenService:
-    def __init__(self, settings: PlatformSettings) -> None:
+    def __init__(
+        self, settings: PlatformSettings, revocations: TokenRevocations | None = None
+    ) -> None:
+        self.revocations = revocations or TokenRevocations()
         self._secret = settings.jwt_secret.get_secret_value()
         self._algorithm = settings.jwt_algorithm
         self._ttl = timedelta(minutes=settings.jwt_ttl_minutes)
@@ -74,6 +81,23 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm=self._algorithm)
 
     def verify(self, token: str) -> Principal:
+        claims = self.decode(token)
+        token_id = str(claims["jti"])
+        if self.revocations.is_revoked(token_id):
+            raise InvalidToken
+        role = self.revocations.role_of(str(claims["sub"]), str(claims["role"]))
+        if role not in ROLES:
+            raise InvalidToken
+        return Principal(
+            user_id=uuid.UUID(str(claims["sub"])),
+            role=role,
+            token_id=token_id,
+            username=str(claims.get("name", "")),
+            expires_at=float(cast(float, claims["exp"])),
+        )
+
+    def decode(self, token: str) -> dict[str, object]:
+        """The claims of a token this service signed and that has not expired."""
         try:
             claims = jwt.decode(
                 token,
@@ -86,12 +110,5 @@ class TokenService:
             user_id = uuid.UUID(str(claims["sub"]))
         except (jwt.PyJWTError, ValueError) as exc:
             raise InvalidToken from exc
-        role = claims["role"]
-        if role not in ROLES:
-            raise InvalidToken
-        return Principal(
-            user_id=user_id,
-            role=role,
-            token_id=str(claims["jti"]),
-            username=str(claims.get("name", "")),
-        )
+        claims["sub"] = str(user_id)
+        return dict(claims)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
+from shared.bus.client import JetStreamBus
 from shared.runtime import ServiceRuntime
+from shared.security.revocations import RevocationFeed
+from shared.security.tokens import TokenService
 from shared.web.errors import install_error_handlers
 from shared.web.health import ReadinessCheck, health_router
 from shared.web.json_body import JsonBodyGuard
@@ -26,9 +30,11 @@ def build_app(
     description: str,
     readiness: dict[str, ReadinessCheck],
     lifespan: Lifespan | None = None,
+    metrics_route: bool = True,
     **kwargs: Any,
 ) -> FastAPI:
-    """A FastAPI app with offline docs, the error shape, request ids, metrics and health."""
+    """A FastAPI app with offline docs, the error shape, request ids, metrics and health
+    (`metrics_route=False`: no `/metrics` on this app's listener)."""
     app: FastAPI = FastAPIOffline(
         title=title,
         description=description,
@@ -43,7 +49,7 @@ def build_app(
     document_error_shape(app)
     app.add_middleware(JsonBodyGuard)  # inside the request context: refusals are counted
     app.add_middleware(RequestContextMiddleware, service=service)
-    app.include_router(health_router(readiness))
+    app.include_router(health_router(readiness, metrics=metrics_route))
     return app
 
 
@@ -88,8 +94,17 @@ def event_sourced_app(
         readiness=runtime.readiness(),
         lifespan=lifespan,
     )
+    tokens = state.get("tokens")
+    if isinstance(tokens, TokenService):
+        follow_revocations(runtime.bus, tokens)
     for name, value in {**state, "runtime": runtime}.items():
         setattr(app.state, name, value)
     for router in routers:
         app.include_router(router)
     return app
+
+
+def follow_revocations(bus: JetStreamBus, tokens: TokenService) -> RevocationFeed:
+    """Keep `tokens` told of logouts and role changes, from one token lifetime back."""
+    lookback = timedelta(seconds=tokens.ttl_seconds + 60)
+    return RevocationFeed(bus, tokens.revocations, lookback)

@@ -28,7 +28,8 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
-def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+def health_router(checks: dict[str, ReadinessCheck], *, metrics: bool = True) -> APIRouter:
+    """`metrics=False`: no `/metrics` here (the gateway serves them on a port of their own)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", response_model=Health)
@@ -48,9 +49,11 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
         body = error_body(503, "NOT_READY", detail, checks=report)
         return JSONResponse(body, status_code=503)
 
-    @router.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+
+        @router.get("/metrics", include_in_schema=False)
+        async def exposition() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -1,10 +1,12 @@
 """Condition expressions such as `{value} > 10 and contains(lower({llm-1.text}), 'yes')`.
 
 Compiled once (references become placeholder names, the syntax tree is checked against a
-whitelist), then evaluated by simpleeval with our own operators and functions. Nothing here
-calls eval/exec, and no attribute of any value is ever reachable: attribute syntax is refused
-outright, because string functions cover what users need and attributes are the classic
-sandbox escape.
+whitelist), then evaluated by the bounded evaluator shared with the calculator tool
+(shared/workflow/bounded_eval.py: arithmetic, sizes of built values) with the comparisons and
+functions defined here; `matches()` patterns are bounded by shared/workflow/bounded_regex.py.
+Nothing here calls eval/exec, and no attribute of any value is ever reachable: attribute
+syntax is refused outright, because string functions cover what users need and attributes are
+the classic sandbox escape.
 """
 
 from __future__ import annotations
@@ -20,22 +22,46 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import regex
-from simpleeval import EvalWithCompoundTypes, safe_add, safe_mult
-
-from shared.i18n import LocalizedError, Message
+from shared.i18n import Message
+from shared.workflow.bounded_eval import (
+    ARITHMETIC,
+    MAX_EXPONENT,
+    MAX_INT_BITS,
+    MAX_VALUE_SIZE,
+    ExpressionError,
+    bounded_round,
+    evaluate,
+    failure,
+    grown,
+    too_big,
+)
+from shared.workflow.bounded_regex import MAX_REGEX_COST, MAX_REGEX_LENGTH, compile_pattern
 from shared.workflow.templates import Reference, to_text
 
+__all__ = [
+    "FUNCTIONS",
+    "MAX_DEPTH",
+    "MAX_EXPONENT",
+    "MAX_EXPRESSION_LENGTH",
+    "MAX_INT_BITS",
+    "MAX_REGEX_COST",
+    "MAX_REGEX_LENGTH",
+    "MAX_REGEX_SUBJECT_LENGTH",
+    "MAX_VALUE_SIZE",
+    "REGEX_BUDGET_S",
+    "Condition",
+    "ExpressionError",
+    "compile_condition",
+    "to_bool",
+]
+
 MAX_EXPRESSION_LENGTH: Final = 2000
-MAX_REGEX_LENGTH: Final = 200
 MAX_REGEX_SUBJECT_LENGTH: Final = 100_000
-MAX_EXPONENT: Final = 1000
-# Integers up to about 3000 digits: `(10**1000)**1000` would otherwise hold a core for hours.
-MAX_INT_BITS: Final = 10_000
 # Nesting of the syntax tree: evaluation recurses, so `1+1+…+1` must not reach Python's limit.
 MAX_DEPTH: Final = 100
 # What all `matches()` calls of one evaluation may take together: a backtracking pattern
 # (`(a|aa)+$`) on a short text is exponential, and conditions run in the orchestrator.
+# Compiling is bounded separately (shared/workflow/bounded_regex.py).
 REGEX_BUDGET_S: Final = 1.0
 
 _SINGLE_REFERENCE = re.compile(r"\{([\w-]+(?:\.[\w-]+)*)\}")
@@ -43,10 +69,6 @@ _PLACEHOLDER_PREFIX: Final = "_ref"
 # JSON spellings beside Python's, since users write JSON everywhere else in a workflow.
 _LITERALS: Final[dict[str, Any]] = {"true": True, "false": False, "null": None}
 _FALSY_TEXT: Final = frozenset({"", "false", "0", "no", "off", "null", "none"})
-
-
-class ExpressionError(LocalizedError, ValueError):
-    """An expression that does not compile, or failed while evaluating; localized."""
 
 
 _SYNTAX = Message("语法错误:{detail}", "syntax error: {detail}")
@@ -71,16 +93,8 @@ _UNKNOWN_FUNCTION = Message(
 )
 _KEYWORDS = Message("函数 {name} 不接受关键字参数", "function {name} takes no keyword arguments")
 _CONSTANT = Message("不支持的字面量 {value}", "unsupported literal {value}")
-_REGEX_TOO_LONG = Message(
-    "正则表达式过长(最多 {limit} 个字符)", "regular expression too long (at most {limit} chars)"
-)
-_REGEX_INVALID = Message("正则表达式无效:{detail}", "invalid regular expression: {detail}")
 _SUBJECT_TOO_LONG = Message(
     "matches 的文本过长(最多 {limit} 个字符)", "text for matches too long (at most {limit} chars)"
-)
-_EXPONENT = Message("指数过大(最多 {limit})", "exponent too large (at most {limit})")
-_TOO_BIG = Message(
-    "数值过大(整数最多约 {digits} 位)", "number too large (integers up to about {digits} digits)"
 )
 _TOO_DEEP = Message(
     "表达式嵌套过深(最多 {limit} 层)", "expression nested too deeply (at most {limit})"
@@ -89,10 +103,6 @@ _REGEX_TIMEOUT = Message(
     "matches 超时(正则表达式回溯过多,最多 {limit} 秒)",
     "matches timed out (the regular expression backtracks too much; at most {limit} s)",
 )
-_ROUND_DIGITS = Message(
-    "round 的位数过大(最多 {limit})", "round to too many digits (at most {limit})"
-)
-_EVALUATION = Message("求值失败:{detail}", "evaluation failed: {detail}")
 _CONVERSION = Message("无法把 {value} 转换为 {kind}", "cannot convert {value} to {kind}")
 
 
@@ -105,22 +115,11 @@ _regex_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
-@functools.lru_cache(maxsize=256)
-def _compile_regex(pattern: str) -> Any:
-    if len(pattern) > MAX_REGEX_LENGTH:
-        raise ExpressionError(_REGEX_TOO_LONG, limit=MAX_REGEX_LENGTH)
-    try:
-        re.compile(pattern)  # Python's syntax is the documented one; `regex` adds a timeout
-        return regex.compile(pattern)
-    except (re.error, regex.error) as exc:
-        raise ExpressionError(_REGEX_INVALID, detail=str(exc)) from exc
-
-
 def _matches(text: Any, pattern: Any) -> bool:
     subject = to_text(text)
     if len(subject) > MAX_REGEX_SUBJECT_LENGTH:
         raise ExpressionError(_SUBJECT_TOO_LONG, limit=MAX_REGEX_SUBJECT_LENGTH)
-    compiled = _compile_regex(to_text(pattern))
+    compiled = compile_pattern(to_text(pattern))
     deadline = _regex_deadline.get()
     remaining = REGEX_BUDGET_S if deadline is None else deadline - time.monotonic()
     try:
@@ -129,13 +128,6 @@ def _matches(text: Any, pattern: Any) -> bool:
         return compiled.search(subject, timeout=remaining) is not None
     except TimeoutError:
         raise ExpressionError(_REGEX_TIMEOUT, limit=REGEX_BUDGET_S) from None
-
-
-def _round(value: Any, digits: Any = None) -> Any:
-    # round(1, -10**9) computes 10**(10**9) first.
-    if isinstance(digits, int) and abs(digits) > MAX_EXPONENT:
-        raise ExpressionError(_ROUND_DIGITS, limit=MAX_EXPONENT)
-    return round(value) if digits is None else round(value, digits)
 
 
 def _contains(container: Any, item: Any) -> bool:
@@ -164,11 +156,14 @@ def _to_int(value: Any) -> int:
             return int(value)
         text = to_text(value).strip()
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
-            return int(float(text))
+            number = int(float(text))
     except (ValueError, OverflowError) as exc:
         raise ExpressionError(_CONVERSION, value=to_text(value)[:50], kind="int") from exc
+    if number.bit_length() > MAX_INT_BITS:
+        raise too_big()
+    return number
 
 
 def _to_float(value: Any) -> float:
@@ -188,8 +183,8 @@ def to_bool(value: Any) -> bool:
 
 
 FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
-    "lower": lambda value: to_text(value).lower(),
-    "upper": lambda value: to_text(value).upper(),
+    "lower": lambda value: grown(to_text(value).lower(), to_text(value)),
+    "upper": lambda value: grown(to_text(value).upper(), to_text(value)),
     "strip": lambda value: to_text(value).strip(),
     "len": _length,
     "startswith": lambda value, prefix: to_text(value).startswith(to_text(prefix)),
@@ -203,7 +198,7 @@ FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "abs": abs,
     "min": min,
     "max": max,
-    "round": _round,
+    "round": bounded_round,
 }
 
 
@@ -235,40 +230,9 @@ def _coerced(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return apply
 
 
-_DIGITS: Final = int(MAX_INT_BITS * math.log10(2))
-
-
-def _multiply(left: Any, right: Any) -> Any:
-    if (
-        isinstance(left, int)
-        and isinstance(right, int)
-        and left.bit_length() + right.bit_length() > MAX_INT_BITS + 1
-    ):
-        raise ExpressionError(_TOO_BIG, digits=_DIGITS)
-    return safe_mult(left, right)
-
-
-def _power(base: Any, exponent: Any) -> Any:
-    if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
-        raise ExpressionError(_EXPONENT, limit=MAX_EXPONENT)
-    if (
-        isinstance(base, int)
-        and isinstance(exponent, int)
-        and exponent > 0
-        and (base.bit_length() - 1) * exponent > MAX_INT_BITS
-    ):
-        raise ExpressionError(_TOO_BIG, digits=_DIGITS)
-    return base**exponent
-
-
+# The bounded arithmetic of shared/workflow/bounded_eval.py, plus comparisons and `in`.
 _OPERATORS: Final[dict[type[ast.AST], Callable[..., Any]]] = {
-    ast.Add: safe_add,
-    ast.Sub: operator.sub,
-    ast.Mult: _multiply,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: _power,
+    **ARITHMETIC,
     ast.Eq: _coerced(operator.eq),
     ast.NotEq: _coerced(operator.ne),
     ast.Gt: _coerced(operator.gt),
@@ -276,8 +240,6 @@ _OPERATORS: Final[dict[type[ast.AST], Callable[..., Any]]] = {
     ast.GtE: _coerced(operator.ge),
     ast.LtE: _coerced(operator.le),
     ast.Not: operator.not_,
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
     ast.In: lambda item, container: _contains(container, item),
     ast.NotIn: lambda item, container: not _contains(container, item),
     ast.Is: operator.is_,
@@ -322,17 +284,13 @@ class Condition:
         """True or false for the values `resolve` gives; ExpressionError if evaluation fails."""
         names = dict(_LITERALS)
         names.update({name: resolve(reference) for name, reference in self._placeholders})
-        # A fresh evaluator per call: simpleeval keeps state on the instance.
-        evaluator = EvalWithCompoundTypes(
-            operators=dict(_OPERATORS), functions=dict(FUNCTIONS), names=names
-        )
         budget = _regex_deadline.set(time.monotonic() + REGEX_BUDGET_S)
         try:
-            result = evaluator.eval(self.source, previously_parsed=self._tree.body)
-        except ExpressionError:
-            raise
+            result = evaluate(
+                self._tree, self.source, operators=_OPERATORS, functions=FUNCTIONS, names=names
+            )
         except Exception as exc:  # anything the user's data makes go wrong is the user's error
-            raise ExpressionError(_EVALUATION, detail=f"{type(exc).__name__}: {exc}") from exc
+            raise failure(exc) from exc
         finally:
             _regex_deadline.reset(budget)
         return to_bool(result)
@@ -423,7 +381,7 @@ def _check_call(node: ast.Call) -> None:
     if name == "matches" and len(node.args) == 2:
         pattern = node.args[1]
         if isinstance(pattern, ast.Constant) and isinstance(pattern.value, str):
-            _compile_regex(pattern.value)
+            compile_pattern(pattern.value)
 
 
 def _check_name(name: str, placeholders: dict[str, Reference]) -> None:

@@ -33,7 +33,7 @@ from pydantic_settings import BaseSettings
 
 from services.auth.settings import AuthSettings
 from services.datasources.settings import DataSourcesSettings
-from services.executor.settings import ExecutorSettings
+from services.executor.settings import ExecutorSettings, WorkerSettings
 from services.gateway.settings import GatewaySettings
 from services.workflows.settings import WorkflowsSettings
 from shared.bus.streams import NODE_RUNS_STREAM, NODE_WORKERS_DURABLE
@@ -59,7 +59,7 @@ SETTINGS_OF_MODULE: dict[str, type[BaseSettings]] = {
     "services.auth": AuthSettings,
     "services.workflows": WorkflowsSettings,
     "services.executor": ExecutorSettings,
-    "services.executor.worker": ExecutorSettings,
+    "services.executor.worker": WorkerSettings,
     "services.datasources": DataSourcesSettings,
 }
 # Variables read outside the settings classes: the OpenTelemetry SDK's own, and the LLM
@@ -305,6 +305,31 @@ def test_deployment_probes(overlay: str, obj: Obj | None) -> None:
         port = int(setting(overlay, container, name))
         assert container_port(container, liveness[1]) == port
         assert container_port(container, readiness[1]) == port
+
+
+# The setting that holds the port each process serves Prometheus metrics on.
+METRICS_PORT_SETTING = {"gateway": "metrics_port", WORKER: "worker_metrics_port"}
+
+
+@pytest.mark.parametrize(("overlay", "obj"), cases(of_kind("Deployment")))
+def test_prometheus_scrapes_where_metrics_are_served(overlay: str, obj: Obj | None) -> None:
+    deployment = need(overlay, obj)
+    name = deployment["metadata"]["name"]
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true", name
+    scraped = int(annotations["prometheus.io/port"])
+    (container,) = app_containers(deployment)
+    assert int(setting(overlay, container, METRICS_PORT_SETTING.get(name, "port"))) == scraped
+    assert container_port(container, scraped) == scraped
+    if name == "gateway":
+        # Not public: the gateway's metrics port is one no Service (so no Ingress) exposes,
+        # and it listens on every interface of the pod, for the scraper.
+        assert setting(overlay, container, "metrics_host") == "0.0.0.0"
+        exposed = {
+            container_port(container, p.get("targetPort", p["port"]))
+            for p in find(overlay, "Service", "gateway")["spec"]["ports"]
+        }
+        assert scraped not in exposed
 
 
 @pytest.mark.parametrize(("overlay", "obj"), cases(of_kind("Deployment", "StatefulSet")))
@@ -606,6 +631,23 @@ def test_referenced_secrets(overlay: str) -> None:
         assert name in secrets, f"no Secret {name}"
         if key is not None:
             assert key in secrets[name]["data"], f"Secret {name} has no {key}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_processes_that_verify_user_tokens_get_the_jwt_secret(overlay: str) -> None:
+    """Workers hold the query key and never the JWT signing secret; the query key goes to
+    workers and the data sources service only."""
+    holders: dict[str, set[str]] = {}
+    for workload in named(overlay, "Deployment").values():
+        for container in app_containers(workload):
+            for item in container.get("env", []):
+                if item.get("valueFrom", {}).get("secretKeyRef"):
+                    holders.setdefault(item["name"], set()).add(module_of(container))
+    assert "services.executor.worker" not in holders["AGENTFLOW_JWT_SECRET"]
+    assert holders["AGENTFLOW_DATASOURCE_QUERY_KEY"] == {
+        "services.executor.worker",
+        "services.datasources",
+    }
 
 
 # -- the image -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -108,8 +109,10 @@ def test_health_readiness_and_metrics(stack: Stack) -> None:
         assert ready["checks"] == {
             "auth": "ok", "workflows": "ok", "executor": "ok", "datasources": "ok", "nats": "ok"
         }  # fmt: skip
-        metrics = client.get("/metrics").text
-        assert "agentflow_http_requests_total" in metrics
+        # Not on the public port: on a listener of its own, for the scraper.
+        assert_error(client.get("/metrics"), 404, "NOT_FOUND")
+    metrics = httpx.get(stack.gateway_metrics_url + "/metrics").text
+    assert re.search(r'agentflow_http_requests_total\{[^}]*service="gateway"', metrics)
     auth_ready = httpx.get(stack.auth.base_url + "/readyz").json()
     assert auth_ready == {"status": "ready", "checks": {"store": "ok", "nats": "ok"}}
 

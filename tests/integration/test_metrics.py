@@ -91,7 +91,7 @@ def test_a_run_and_a_query_show_up_in_the_metrics(stack: Stack, me: httpx.Client
     datasources = samples(stack.datasources.base_url)
     assert total(datasources, "agentflow_datasource_queries_total", type="json", outcome="ok") >= 1
     assert total(datasources, "process_resident_memory_bytes") > 0
-    gateway = samples(stack.base_url)
+    gateway = samples(stack.gateway_metrics_url)  # not on the public port
     assert total(gateway, "agentflow_http_requests_total") > 0
     for labels in [dict(ls) for (n, ls) in gateway if n == "agentflow_http_requests_total"]:
         assert all(len(v) < 80 for v in labels.values())  # bounded: routes, not raw paths
@@ -105,7 +105,7 @@ def test_every_metric_the_dashboards_query_is_exported(stack: Stack, me: httpx.C
     # The workload above ran in this module's stack; run it again in case this test runs alone.
     test_a_run_and_a_query_show_up_in_the_metrics(stack, me)
     exported: set[str] = set()
-    urls = [stack.base_url, stack.auth.base_url, stack.workflows.base_url,
+    urls = [stack.gateway_metrics_url, stack.auth.base_url, stack.workflows.base_url,
             stack.executor.base_url, stack.datasources.base_url,
             *(f"http://127.0.0.1:{w.port}" for w in stack.workers)]  # fmt: skip
     for url in urls:

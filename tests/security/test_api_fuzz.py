@@ -178,6 +178,10 @@ def write_config(path: Path, tokens: dict[str, str], resources: dict[str, list[A
         "[[operations]]",
         'include-path-regex = "/history$"',
         f"headers = {{ Authorization = {json.dumps('Bearer ' + tokens['admin'])} }}",
+        # Logging out ends the token it is sent with: a token of its own, not the user's.
+        "[[operations]]",
+        'include-path-regex = "/auth/logout$"',
+        f"headers = {{ Authorization = {json.dumps('Bearer ' + tokens['logout'])} }}",
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -195,8 +199,13 @@ def test_the_whole_public_api_survives_fuzzing(
     with client:
         resources = real_resources(client, platform, mariadb)
         spec = client.get("/openapi.json").json()
-    with platform.admin_client() as admin:
-        tokens = {"user": client.headers["Authorization"], "admin": admin.headers["Authorization"]}
+    leaving, _ = platform.user_client()
+    with platform.admin_client() as admin, leaving:
+        tokens = {
+            "user": client.headers["Authorization"],
+            "admin": admin.headers["Authorization"],
+            "logout": leaving.headers["Authorization"],
+        }
     tokens = {who: str(value).removeprefix("Bearer ") for who, value in tokens.items()}
     assert "x-unavailable-upstreams" not in spec["info"], spec["info"]
     config, report = tmp_path / "schemathesis.toml", tmp_path / "report.json"

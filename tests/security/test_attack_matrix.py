@@ -53,6 +53,7 @@ from tests.support.fake_llm import FakeLLM
 from tests.support.figures import Figures
 from tests.support.platform_fixtures import module_platform
 from tests.support.stack import Stack, new_user
+from tests.support.tcp_relay import tcp_relay
 
 D = "/api/v1/data-sources"
 L = "/api/v1/execution-logs/executions"
@@ -108,6 +109,7 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/api/v1/auth/register", "public", new_user("matrix_row")),
     Row("POST", "/api/v1/auth/login", "public", {"username": "x", "password": "y"}, form=True),
     Row("GET", "/api/v1/auth/me", "user"),
+    Row("POST", "/api/v1/auth/logout", "user", owner_gets=(204,)),
     Row("GET", W, "user"),
     Row("POST", W, "user", TINY),
     Row("POST", f"{W}/validate", "user", TINY),
@@ -760,11 +762,17 @@ def test_sql_writes_and_stacked_statements_are_400(
     statements: tuple[str, ...],
     figures: Figures,
 ) -> None:
-    with database() as (info, state):
+    # The databases listen on 127.0.0.1, which this platform may not reach: through a relay on
+    # the one allowed address (SQL sources obey the outbound policy too).
+    with (
+        database() as (info, state),
+        tcp_relay(ALLOWED_HOST, info["host"], info["port"]) as (host, port),
+    ):
         before = state()
         client, _ = platform.user_client()
         with client:
-            made = client.post(D, json={"name": "库", "type": kind, "config": info})
+            config = {**info, "host": host, "port": port}
+            made = client.post(D, json={"name": "库", "type": kind, "config": config})
             assert made.status_code == 201, made.text
             sid = made.json()["id"]
             ok = client.post(f"{D}/{sid}/query", json={"query": "SELECT * FROM items"})

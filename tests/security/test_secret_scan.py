@@ -137,6 +137,7 @@ def test_no_secret_reaches_any_response_event_log_or_metric(
             "admin password": ADMIN["password"],
             "LLM API key": LLM_KEY,
             "JWT secret": platform.jwt_secret,
+            "data source query key": platform.env["AGENTFLOW_DATASOURCE_QUERY_KEY"],
             "data-source encryption key": FERNET_KEY,
             "MariaDB password": str(shop["password"]),
             "wrong MariaDB password": secret("dbwrong"),
@@ -456,8 +457,11 @@ def gather(
         found.append(("events", event.subject, [f"{event.subject} {text}"]))
 
     for process in (*platform.services, *platform.workers):
+        # The gateway serves its metrics on a port of their own, not its public one.
+        base = (platform.gateway_metrics_url if process is platform.gateway
+                else f"http://127.0.0.1:{process.port}")  # fmt: skip
         with httpx.Client(timeout=30) as plain:
-            metrics = plain.get(f"http://127.0.0.1:{process.port}/metrics")
+            metrics = plain.get(f"{base}/metrics")
         assert metrics.status_code == 200, (process.name, metrics.text[:200])
         found.append(("metric lines", process.name, metrics.text.splitlines()))
     for process in (*platform.services, *platform.workers, platform.nats):

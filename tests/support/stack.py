@@ -32,12 +32,14 @@ class Stack:
         self.nats = NatsServer(workdir)
         self.jwt_secret = secrets.token_urlsafe(48)
         auth_port, workflows_port, gateway_port = free_port(), free_port(), free_port()
+        gateway_metrics_port = free_port()  # the gateway's /metrics is not on its public port
         executor_port, datasources_port = free_port(), free_port()
         self.env: dict[str, str] = {
             # The machine's own AGENTFLOW_* settings must not leak into a test's platform.
             **{k: v for k, v in os.environ.items() if not k.startswith("AGENTFLOW_")},
             "AGENTFLOW_ENVIRONMENT": "test",
             "AGENTFLOW_JWT_SECRET": self.jwt_secret,
+            "AGENTFLOW_DATASOURCE_QUERY_KEY": secrets.token_urlsafe(48),
             "AGENTFLOW_NATS_URL": self.nats.url,
             "AGENTFLOW_AUTH_PORT": str(auth_port),
             "AGENTFLOW_AUTH_URL": f"http://127.0.0.1:{auth_port}",
@@ -49,10 +51,12 @@ class Stack:
             "AGENTFLOW_DATASOURCES_URL": f"http://127.0.0.1:{datasources_port}",
             "AGENTFLOW_GATEWAY_PORT": str(gateway_port),
             "AGENTFLOW_GATEWAY_HOST": "127.0.0.1",
+            "AGENTFLOW_GATEWAY_METRICS_PORT": str(gateway_metrics_port),
             "AGENTFLOW_WAIT_FOR_UPSTREAMS_S": "0",
             "AGENTFLOW_OPENAPI_CACHE_S": "0",
             **FAST_HASHING,
             "AGENTFLOW_LOGIN_MAX_FAILURES_PER_ADDRESS": "100000",
+            "AGENTFLOW_REGISTER_MAX_PER_ADDRESS": "100000",
             "AGENTFLOW_BOOTSTRAP_ADMIN_USERNAME": ADMIN["username"],
             "AGENTFLOW_BOOTSTRAP_ADMIN_EMAIL": ADMIN["email"],
             "AGENTFLOW_BOOTSTRAP_ADMIN_PASSWORD": ADMIN["password"],
@@ -68,6 +72,7 @@ class Stack:
             self._new_worker()
         self.gateway = ServiceProcess("gateway", self.env, gateway_port, workdir)
         self.base_url = self.gateway.base_url
+        self.gateway_metrics_url = f"http://127.0.0.1:{gateway_metrics_port}"
 
     def start(self) -> Stack:
         self.nats.start()
@@ -86,12 +91,16 @@ class Stack:
         worker = ManagedProcess(
             f"worker{len(self.workers)}",
             [sys.executable, "-m", "services.executor.worker"],
-            {**self.env, "AGENTFLOW_WORKER_METRICS_PORT": str(port)},
+            # Workers never hold the JWT signing secret: they query data sources with grants.
+            {**self.worker_env(), "AGENTFLOW_WORKER_METRICS_PORT": str(port)},
             port,
             self.workdir,
         )
         self.workers.append(worker)
         return worker
+
+    def worker_env(self) -> dict[str, str]:
+        return {k: v for k, v in self.env.items() if k != "AGENTFLOW_JWT_SECRET"}
 
     def add_worker(self) -> ManagedProcess:
         """Start one more worker on the running stack."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from services.gateway.openapi import merge
 
 BASE = {"openapi": "3.1.0", "info": {"title": "gw", "description": "d"}, "paths": {"/healthz": {}}}
@@ -27,3 +29,12 @@ def test_missing_upstream_is_named_and_base_is_untouched() -> None:
     assert document["info"]["x-unavailable-upstreams"] == ["workflows"]
     assert "workflows" in document["info"]["description"]
     assert "x-unavailable-upstreams" not in BASE["info"]
+
+
+def test_operations_with_path_parameters_document_the_gateways_400() -> None:
+    spec: dict[str, Any] = {
+        "paths": {"/api/v1/workflows/{workflow_id}": {"get": {}}, "/api/v1/workflows": {"get": {}}}
+    }
+    paths = merge(BASE, {"workflows": spec})["paths"]
+    assert "400" in paths["/api/v1/workflows/{workflow_id}"]["get"]["responses"]  # INVALID_PATH
+    assert "400" not in paths["/api/v1/workflows"]["get"]["responses"]

@@ -4,6 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.auth.settings import AuthSettings
+from services.datasources.settings import DataSourcesSettings
+from services.executor.settings import WorkerSettings
 from services.gateway.settings import GatewaySettings
 from shared.settings import DEFAULT_JWT_SECRET, PlatformSettings
 
@@ -33,6 +35,24 @@ def test_production_refuses_a_short_secret() -> None:
 def test_development_accepts_the_default_secret() -> None:
     settings = PlatformSettings(environment="development")
     assert settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET
+
+
+def test_workers_need_the_query_key_and_not_the_jwt_secret() -> None:
+    """In production a worker starts without AGENTFLOW_JWT_SECRET (it never signs a user's
+    token) but not without its own query key; the data sources service needs both."""
+    fernet = "ZGV2LW9ubHktZmVybmV0LWtleS1hZ2VudGZsb3ctMDE="
+    with pytest.raises(ValidationError, match="AGENTFLOW_DATASOURCE_QUERY_KEY"):
+        WorkerSettings()
+    with pytest.raises(ValidationError, match="32"):
+        WorkerSettings(datasource_query_key="short")
+    worker = WorkerSettings(datasource_query_key=STRONG)
+    assert worker.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET  # unused by workers
+    with pytest.raises(ValidationError, match="AGENTFLOW_DATASOURCE_QUERY_KEY"):
+        DataSourcesSettings(jwt_secret=STRONG, secrets_keys=fernet)
+    DataSourcesSettings(jwt_secret=STRONG, datasource_query_key=STRONG, secrets_keys=fernet)
+    with pytest.raises(ValidationError, match="AGENTFLOW_JWT_SECRET"):
+        DataSourcesSettings(datasource_query_key=STRONG, secrets_keys=fernet)
+    AuthSettings(jwt_secret=STRONG)  # the query key is not auth's to hold
 
 
 def test_environment_variables_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

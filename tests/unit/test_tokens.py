@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 
+from shared.security.revocations import TokenRevocations
 from shared.security.tokens import InvalidToken, TokenService
 from shared.settings import PlatformSettings
 
@@ -83,3 +85,61 @@ def test_unsigned_token_is_refused() -> None:
     unsigned = jwt.encode(claims, key="", algorithm="none")
     with pytest.raises(InvalidToken):
         service().verify(unsigned)
+
+
+# -- revocation and the role at use ----------------------------------------------------------
+
+
+def envelope(data: dict[str, object]) -> bytes:
+    return json.dumps({"type": "x", "data": data}).encode()
+
+
+def test_a_revoked_token_is_refused_and_others_are_not() -> None:
+    tokens = service()
+    user_id = uuid.uuid4()
+    kept, ended = tokens.issue(user_id, "user"), tokens.issue(user_id, "user")
+    principal = tokens.verify(ended)
+    tokens.revocations.apply(
+        "events.token.abc.TokenRevoked",
+        envelope({"token_id": principal.token_id, "expires_at": principal.expires_at}),
+    )
+    with pytest.raises(InvalidToken):
+        tokens.verify(ended)
+    assert tokens.verify(kept).user_id == user_id
+
+
+def test_a_demotion_takes_effect_on_tokens_issued_before_it() -> None:
+    tokens = service()
+    user_id = uuid.uuid4()
+    token = tokens.issue(user_id, "admin")
+    assert tokens.verify(token).is_admin
+    tokens.revocations.apply(
+        f"events.user.{user_id}.UserRoleChanged",
+        envelope({"user_id": str(user_id), "role": "user"}),
+    )
+    assert not tokens.verify(token).is_admin
+    other = uuid.uuid4()
+    assert tokens.verify(tokens.issue(other, "admin")).is_admin  # only that user's role
+
+
+def test_revocations_are_forgotten_when_the_token_expires() -> None:
+    now = [1000.0]
+    revocations = TokenRevocations(clock=lambda: now[0])
+    revocations.revoke("gone-soon", 1010.0)
+    revocations.revoke("already-expired", 999.0)
+    assert revocations.is_revoked("gone-soon")
+    assert not revocations.is_revoked("already-expired")
+    now[0] = 2000.0
+    revocations.revoke("new", 3000.0)  # pruning happens as entries are added
+    assert not revocations.is_revoked("gone-soon")
+    assert len(revocations) == 1
+
+
+@pytest.mark.parametrize(
+    "payload", [b"not json", b"{}", b'{"data": {"token_id": "x"}}', b'{"data": []}']
+)
+def test_unreadable_bus_messages_are_skipped(payload: bytes) -> None:
+    revocations = TokenRevocations()
+    revocations.apply("events.token.x.TokenRevoked", payload)
+    revocations.apply("events.user.x.UserRoleChanged", payload)
+    assert len(revocations) == 0

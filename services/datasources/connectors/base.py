@@ -28,8 +28,10 @@ class ConnectorSettings:
     statement_timeout_s: float = 30.0  # SQL statements; the server cancels them after this
     max_rows: int = 1000  # the most rows a query returns
     pool_max_size: int = 5  # connections per SQL data source
-    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)  # for api sources
-    json_dir: Path = Path(".data/json")  # where json sources' files are
+    # Which addresses api and SQL sources may reach (and the resolver that names them); SQL
+    # drivers are handed the checked address.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    json_dir: Path = Path(".data/json")  # json sources' files: <json_dir>/<owner id>/<file>
     max_response_chars: int = 5_000_000  # the largest API response read
 
 
@@ -46,8 +48,9 @@ class ConnectorError(LocalizedError):
 
     Kinds: auth (credentials refused), unreachable (no such host, nobody listening), timeout
     (connecting or the statement took too long), not_found (database, table, file, URL),
-    refused (unsafe query, or a request the outbound policy forbids), bad_query (the query or
-    its parameters are wrong), failed (anything else)."""
+    refused (unsafe query, or a host the outbound policy forbids: then nothing was sent, and
+    the answer is the same whatever listens there), bad_query (the query or its parameters
+    are wrong), failed (anything else)."""
 
     def __init__(self, kind: ErrorKind, message: Message, **params: Any) -> None:
         super().__init__(message, **params)
@@ -155,8 +158,17 @@ class Connector(Protocol):
     async def close(self) -> None: ...
 
 
-def build_connector(source_type: str, config: BaseModel, settings: ConnectorSettings) -> Connector:
-    """A connector for a validated config (with its secrets); connections open on first use."""
+def build_connector(
+    source_type: str,
+    config: BaseModel,
+    settings: ConnectorSettings,
+    *,
+    owner_id: Hashable | None = None,
+) -> Connector:
+    """A connector for a validated config (with its secrets); connections open on first use.
+
+    `owner_id`: the source's owner, required for json sources, whose files are read from the
+    owner's own directory `<json_dir>/<owner_id>/`."""
     from services.datasources.configs import ApiConfig, JsonConfig, MySQLConfig, PostgresConfig
     from services.datasources.connectors.http_api import ApiConnector
     from services.datasources.connectors.json_doc import JsonConnector
@@ -169,7 +181,9 @@ def build_connector(source_type: str, config: BaseModel, settings: ConnectorSett
     if source_type == "api" and isinstance(config, ApiConfig):
         return ApiConnector(config, settings)
     if source_type == "json" and isinstance(config, JsonConfig):
-        return JsonConnector(config, settings)
+        if owner_id is None:
+            raise TypeError("a json source's connector needs its owner's id")
+        return JsonConnector(config, settings, settings.json_dir / str(owner_id))
     raise TypeError(f"no connector for {source_type!r} with a {type(config).__name__}")
 
 
@@ -190,7 +204,13 @@ class ConnectorPool:
         self._closed = False
 
     async def get(
-        self, source_id: Hashable, version: int, source_type: str, config: BaseModel
+        self,
+        source_id: Hashable,
+        version: int,
+        source_type: str,
+        config: BaseModel,
+        *,
+        owner_id: Hashable,
     ) -> Connector:
         if self._closed:
             raise RuntimeError("the connector pool is closed")
@@ -199,7 +219,7 @@ class ConnectorPool:
         if entry is not None and entry[0] >= version:
             # An older version asked for late (a concurrent update) gets the newer connector.
             return entry[1]
-        connector = build_connector(source_type, config, self.settings)
+        connector = build_connector(source_type, config, self.settings, owner_id=owner_id)
         self._entries[source_id] = (version, connector)
         if entry is not None:
             self._close_later(entry[1])

@@ -1,8 +1,9 @@
 """The `json` connector: a JSON document, inline or a file, queried with JMESPath.
 
-A file is named relative to the service's JSON directory (`ConnectorSettings.json_dir`); the
-path is resolved (symbolic links followed) and refused unless it stays inside that directory,
-whatever the config validation already checked. The file is read again for every query (it
+A file is named relative to its owner's directory, `<json_dir>/<owner id>/`
+(`ConnectorSettings.json_dir`): one user cannot name another user's files. The path is
+resolved (symbolic links followed) and refused unless it stays inside that directory, whatever
+the config validation already checked. The file is read again for every query (it
 may change), at most `max_response_chars` bytes of it.
 
 A query is a JMESPath expression (empty: the whole document); parameters are not used. Rows
@@ -32,7 +33,8 @@ from shared.i18n import Language, Message
 
 FILE_NOT_FOUND = Message("JSON 文件不存在:{file}", "the JSON file does not exist: {file}")
 FILE_OUTSIDE = Message(
-    "JSON 文件必须位于数据目录内:{file}", "the JSON file must be inside the data directory: {file}"
+    "JSON 文件必须位于你自己的数据目录内:{file}",
+    "the JSON file must be inside your own data directory: {file}",
 )
 FILE_UNREADABLE = Message(
     "无法读取 JSON 文件 {file}:{detail}", "cannot read the JSON file {file}: {detail}"
@@ -48,9 +50,11 @@ SUMMARY_SCALAR = Message("JSON 值({kind})", "JSON value ({kind})")
 
 
 class JsonConnector:
-    def __init__(self, config: JsonConfig, settings: ConnectorSettings) -> None:
+    def __init__(self, config: JsonConfig, settings: ConnectorSettings, directory: Path) -> None:
+        """`directory`: the owner's own, where `config.file` is looked for."""
         self._config = config
         self._settings = settings
+        self._directory = directory
 
     def __repr__(self) -> str:
         source = f"file={self._config.file!r}" if self._config.file else "inline"
@@ -83,7 +87,7 @@ class JsonConnector:
         return None
 
     def _path(self, file: str) -> Path:
-        root = self._settings.json_dir.resolve()
+        root = self._directory.resolve()
         candidate = (root / file).resolve()
         if candidate == root or not candidate.is_relative_to(root):
             raise ConnectorError("refused", FILE_OUTSIDE, file=shown(file))

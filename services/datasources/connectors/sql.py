@@ -1,5 +1,14 @@
 """MySQL/MariaDB (aiomysql) and PostgreSQL (psycopg) connectors: read-only queries, pooled.
 
+Where a connection goes: the host is resolved once and checked against the outbound policy
+(`shared.net.resolve.checked_address`: public addresses, or networks the operator allowed in
+`AGENTFLOW_OUTBOUND_ALLOW_NETWORKS`) before anything is sent, and the driver is handed that
+checked address, not the name (the name is kept for TLS), so a DNS answer that changes between
+the check and the connection (DNS rebinding) changes nothing. A refused host is one `refused`
+error naming the host as written, the same whatever listens there: closed port, wrong password
+and no server at all look alike. MySQL resolves when its pool is made (and again after a
+connection to it failed); PostgreSQL resolves for every new connection.
+
 Three lines keep a query from writing:
 1. `sql_guard.admit` admits one read-only statement (judged on its parse tree);
 2. the database runs it read-only and alone: MySQL inside `START TRANSACTION READ ONLY` ...
@@ -26,9 +35,9 @@ are parsed, MariaDB's (text underneath) come back as strings.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
-import socket
 import ssl
 import struct
 import uuid
@@ -70,6 +79,7 @@ from services.datasources.connectors.base import (
 from services.datasources.connectors.encoding import json_safe
 from services.datasources.sql_guard import Dialect, StatementKind, UnsafeQuery, admit
 from shared.i18n import Language, Message
+from shared.net.resolve import HostRefused, HostUnresolvable, checked_address
 
 Parameters = dict[str, Any] | list[Any] | None
 
@@ -98,13 +108,40 @@ _MYSQL_READ_ONLY: Final = frozenset({1792, 1290, 1207})
 _MYSQL_DENIED: Final = frozenset({1142, 1143, 1227, 1370})
 
 
-async def _host_resolves(host: str) -> bool:
-    loop = asyncio.get_running_loop()
+def _is_address(host: str) -> bool:
     try:
-        await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+        ipaddress.ip_address(host)
+    except ValueError:
         return False
     return True
+
+
+class _NamedTLSContext(ssl.SSLContext):
+    """A client TLS context that verifies (and sends as SNI) a fixed host name, whatever name
+    the driver passes: aiomysql connects to the checked address and would otherwise check the
+    certificate against that address."""
+
+    hostname: str
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.hostname, session)
+
+
+def _tls_context(host: str) -> ssl.SSLContext:
+    """Certificate and host name verification against `host`, the name the user gave."""
+    if _is_address(host):
+        return ssl.create_default_context()
+    context = _NamedTLSContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificate and name
+    context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    context.hostname = host
+    return context
 
 
 class _SqlConnector:
@@ -150,15 +187,30 @@ class _SqlConnector:
         `kind` is what the guard admitted (None: unknown, run it as a plain statement)."""
         raise NotImplementedError
 
+    async def _address(self) -> str:
+        """The address to connect to: the host resolved once and allowed by the outbound
+        policy. ConnectorError `refused` (the same for every port and whatever listens there)
+        or `unreachable` (the name does not resolve) otherwise."""
+        host = self._config.host
+        try:
+            async with asyncio.timeout(self._connect_timeout):  # a DNS server may be slow
+                address = await checked_address(host, self._settings.outbound)
+        except HostRefused as exc:
+            raise self._error("refused", exc.message, **exc.params) from None
+        except HostUnresolvable:
+            raise self._error("unreachable", UNKNOWN_HOST, host=host) from None
+        except TimeoutError:
+            raise self._unreachable("timed out") from None
+        return str(address)
+
     def _error(self, kind: Any, message: Message, **params: Any) -> ConnectorError:
         """A ConnectorError whose texts have the secrets masked."""
         safe = {k: shown(v, self._secrets) if isinstance(v, str) else v for k, v in params.items()}
         return ConnectorError(kind, message, **safe)
 
-    def _unreachable(self, detail: str, resolves: bool) -> ConnectorError:
+    def _unreachable(self, detail: str) -> ConnectorError:
+        """The host was allowed (and resolved): why connecting to it failed."""
         host, port = self._config.host, self._config.port
-        if not resolves:
-            return self._error("unreachable", UNKNOWN_HOST, host=host)
         lowered = detail.lower()
         if "timed out" in lowered or "timeout" in lowered:
             return self._error(
@@ -197,6 +249,7 @@ class MySQLConnector(_SqlConnector):
         self._pool: aiomysql.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._ready: weakref.WeakSet[aiomysql.Connection] = weakref.WeakSet()
+        self._closing: set[asyncio.Task[None]] = set()
         self._flavour: Literal["mysql", "mariadb"] | None = None
         self._no_backslash_escapes = False
 
@@ -211,7 +264,7 @@ class MySQLConnector(_SqlConnector):
             except TimeoutError:
                 raise self._statement_timeout_error() from None
             except pymysql.err.MySQLError as exc:
-                raise await self._map(exc) from None
+                raise self._map(exc) from None
         version = str(row[0]) if row else ""
         name = "MariaDB" if "mariadb" in version.lower() else "MySQL"
         return f"{name} {version.split('-')[0]}".strip()
@@ -221,18 +274,21 @@ class MySQLConnector(_SqlConnector):
         if pool is not None:
             pool.close()
             await pool.wait_closed()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def _get_pool(self) -> aiomysql.Pool:
         async with self._pool_lock:
             if self._pool is None:
                 config = self._mysql
+                address = await self._address()
                 conv = dict(mysql_decoders)
                 conv[FIELD_TYPE.JSON] = json.loads
                 self._pool = await aiomysql.create_pool(
                     minsize=0,
                     maxsize=self._settings.pool_max_size,
                     pool_recycle=300,
-                    host=config.host,
+                    host=address,  # the checked address; the name is kept for TLS
                     port=config.port,
                     user=config.username,
                     password=config.password or "",
@@ -240,12 +296,22 @@ class MySQLConnector(_SqlConnector):
                     charset=config.charset,
                     connect_timeout=self._connect_timeout,
                     autocommit=True,
-                    ssl=ssl.create_default_context() if config.ssl else None,
+                    ssl=_tls_context(config.host) if config.ssl else None,
                     conv=conv,
                     local_infile=False,
                     program_name="agentflow-datasources",
                 )
             return self._pool
+
+    def _forget_pool(self, pool: aiomysql.Pool) -> None:
+        """After a failure to connect: the next use makes a new pool, resolving the host again
+        (its address may have moved). The old pool closes as its connections come back."""
+        if self._pool is pool:
+            self._pool = None
+        pool.close()
+        task = asyncio.get_running_loop().create_task(pool.wait_closed())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
@@ -257,20 +323,25 @@ class MySQLConnector(_SqlConnector):
         except TimeoutError:
             if pool.size >= pool.maxsize and pool.freesize == 0:
                 raise self._error("timeout", POOL_BUSY, timeout=self._connect_timeout) from None
-            raise self._unreachable("timed out", True) from None
+            self._forget_pool(pool)
+            raise self._unreachable("timed out") from None
         except pymysql.err.MySQLError as exc:
-            raise await self._map(exc) from None
+            error = self._map(exc)
+            if error.kind in ("unreachable", "timeout"):
+                self._forget_pool(pool)
+            raise error from None
         except OSError as exc:
-            raise self._unreachable(str(exc), await _host_resolves(self._config.host)) from None
+            self._forget_pool(pool)
+            raise self._unreachable(str(exc)) from None
         try:
             if conn not in self._ready:
                 try:
                     async with asyncio.timeout(self._connect_timeout + _CLIENT_GRACE_S):
                         await self._set_up(conn)
                 except TimeoutError:
-                    raise self._unreachable("timed out", True) from None
+                    raise self._unreachable("timed out") from None
                 except pymysql.err.MySQLError as exc:
-                    raise await self._map(exc) from None
+                    raise self._map(exc) from None
                 self._ready.add(conn)
             yield conn
         except BaseException as exc:
@@ -350,17 +421,17 @@ class MySQLConnector(_SqlConnector):
                     async with asyncio.timeout(self._connect_timeout):
                         async with conn.cursor() as plain:
                             await plain.execute("ROLLBACK")
-                raise await self._map(exc) from None
+                raise self._map(exc) from None
         return self._result(names, rows, max_rows)
 
-    async def _map(self, exc: pymysql.err.MySQLError) -> ConnectorError:
+    def _map(self, exc: pymysql.err.MySQLError) -> ConnectorError:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         detail = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         config = self._mysql
         if code in _MYSQL_AUTH:
             return self._error("auth", AUTH_FAILED, user=config.username)
         if code in _MYSQL_UNREACHABLE:
-            return self._unreachable(detail, await _host_resolves(config.host))
+            return self._unreachable(detail)
         if code in _MYSQL_NO_DATABASE:
             return self._error("not_found", UNKNOWN_DATABASE, database=config.database)
         if code in _MYSQL_TIMEOUT:
@@ -398,11 +469,14 @@ class PostgresConnector(_SqlConnector):
         self._pool_lock = asyncio.Lock()
         self._verified = False
 
-    def _kwargs(self) -> dict[str, Any]:
+    async def _kwargs(self) -> dict[str, Any]:
+        """Connection parameters, for one connection: the host resolved and checked now."""
         config = self._pg
         milliseconds = max(1, math.ceil(self._statement_timeout * 1000))
         kwargs: dict[str, Any] = {
+            # libpq connects to hostaddr and keeps host for TLS (SNI) and its messages.
             "host": config.host,
+            "hostaddr": await self._address(),
             "port": config.port,
             "dbname": config.database,
             "user": config.username,
@@ -434,13 +508,14 @@ class PostgresConnector(_SqlConnector):
 
     async def _diagnose(self, *, ask_version: bool = False) -> str:
         """Connect directly (no pool): ConnectorError saying why that fails; the version."""
+        kwargs = await self._kwargs()
         try:
             async with asyncio.timeout(self._connect_timeout + _CLIENT_GRACE_S):
-                conn = await psycopg.AsyncConnection.connect(**self._kwargs())
+                conn = await psycopg.AsyncConnection.connect(**kwargs)
         except TimeoutError:
-            raise self._unreachable("timed out", True) from None
+            raise self._unreachable("timed out") from None
         except psycopg.Error as exc:
-            raise await self._map_connect(exc) from None
+            raise self._map_connect(exc) from None
         try:
             version = ""
             if ask_version:
@@ -462,7 +537,7 @@ class PostgresConnector(_SqlConnector):
         async with self._pool_lock:
             if self._pool is None:
                 pool = AsyncConnectionPool(
-                    kwargs=self._kwargs(),
+                    kwargs=self._kwargs,  # called for every new connection
                     min_size=0,
                     max_size=self._settings.pool_max_size,
                     open=False,
@@ -536,7 +611,7 @@ class PostgresConnector(_SqlConnector):
                         await conn.rollback()
         return self._result(names, rows, max_rows)
 
-    async def _map_connect(self, exc: psycopg.Error) -> ConnectorError:
+    def _map_connect(self, exc: psycopg.Error) -> ConnectorError:
         """Connection failures carry no SQLSTATE: libpq's text says what went wrong."""
         text = str(exc)
         lowered = text.lower()
@@ -552,9 +627,7 @@ class PostgresConnector(_SqlConnector):
             return self._error("not_found", UNKNOWN_DATABASE, database=config.database)
         if exc.sqlstate is not None:
             return self._map(exc)
-        if "failed to resolve host" in lowered or "could not translate host name" in lowered:
-            return self._unreachable(text, False)
-        return self._unreachable(text, await _host_resolves(config.host))
+        return self._unreachable(text)
 
     def _map(self, exc: psycopg.Error) -> ConnectorError:
         state = exc.sqlstate or ""

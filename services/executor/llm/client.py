@@ -18,20 +18,34 @@ The API key is sent in the `Authorization` header and nowhere else: never in a m
 line or a repr. Provider error messages are cleaned of it too, in case a server echoes it.
 Redirects are not followed: a base URL that redirects could carry the request (and the key)
 to a host nobody checked.
+
+A base URL a node chose itself (`ProviderEndpoint.outbound` set) is checked by the outbound
+guard before every attempt, and the request goes to the addresses checked, never to a second
+DNS answer (`shared.net.pinning`).
+
+What a provider sends is bounded (`ResponseLimits`): the bytes of one response (decompressed,
+streamed or not, read piece by piece and never more than the limit), the answer's text, each
+tool call's arguments and the number of tool calls. A server at a node's base URL is anybody's;
+past a limit the call fails at once, not retryable, saying which limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
 from shared.i18n import Language, LocalizedError, Message
+from shared.net.bodies import ACCEPT_ENCODING, iter_decoded, read_at_most
+from shared.net.outbound import OutboundRefused, check_url
+from shared.net.pinning import send_pinned
 
 if TYPE_CHECKING:
     from services.executor.llm.providers import ProviderEndpoint
@@ -44,6 +58,8 @@ RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _CONNECT_TIMEOUT_S: Final = 10.0
 _DETAIL_CHARS: Final = 500
 _USAGE_KEYS: Final = ("prompt_tokens", "completion_tokens", "total_tokens")
+_ERROR_BODY_BYTES: Final = 64 * 1024  # of an error answer: enough for its message
+_LINE_END: Final = re.compile(r"\r\n|\r|\n")
 
 _KEY_REFUSED = Message(
     "LLM 提供商 {provider} 拒绝了 API 密钥(HTTP {status}):{detail}",
@@ -103,6 +119,25 @@ _BAD_URL = Message(
     "LLM 提供商 {provider} 的 base_url 无效({url}):{detail}",
     "the LLM provider {provider} has an invalid base_url ({url}): {detail}",
 )
+_TOO_LARGE = Message(
+    "LLM 提供商 {provider} 的回答超过 {limit} 字节的上限,已停止读取",
+    "the answer of the LLM provider {provider} is larger than the limit of {limit} bytes; "
+    "reading stopped",
+)
+_TEXT_TOO_LONG = Message(
+    "LLM 提供商 {provider} 的回答文本超过 {limit} 个字符的上限",
+    "the text answered by the LLM provider {provider} is longer than the limit of {limit} "
+    "characters",
+)
+_ARGUMENTS_TOO_LONG = Message(
+    "LLM 提供商 {provider} 的工具调用 {name} 的参数超过 {limit} 个字符的上限",
+    "the arguments of the tool call {name} from the LLM provider {provider} are longer than "
+    "the limit of {limit} characters",
+)
+_TOO_MANY_CALLS = Message(
+    "LLM 提供商 {provider} 一次要求的工具调用超过 {limit} 个",
+    "the LLM provider {provider} asked for more than {limit} tool calls at once",
+)
 _AFTER_ATTEMPTS = Message("(共尝试 {attempts} 次)", " (after {attempts} attempts)")
 
 
@@ -139,6 +174,16 @@ class LLMError(LocalizedError):
 
 
 @dataclass(frozen=True)
+class ResponseLimits:
+    """The most one model answer may hold; beyond any of them the call fails."""
+
+    max_bytes: int = 8 * 1024 * 1024  # of one response body, decompressed
+    max_text_chars: int = 1_000_000
+    max_tool_argument_chars: int = 256 * 1024  # of each tool call
+    max_tool_calls: int = 128
+
+
+@dataclass(frozen=True)
 class ToolCall:
     """One function call the model asks for; `arguments` is its JSON text, unparsed."""
 
@@ -166,11 +211,13 @@ class ChatClient:
         max_retries: int = 2,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
+        limits: ResponseLimits | None = None,
     ) -> None:
         self._http = http
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.limits = limits or ResponseLimits()
 
     async def chat(
         self,
@@ -231,29 +278,61 @@ class ChatClient:
     ) -> ChatResponse:
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
         limits = httpx.Timeout(remaining, connect=min(_CONNECT_TIMEOUT_S, remaining))
-        request = self._http.stream(
-            "POST",
-            f"{endpoint.base_url}/chat/completions",
-            json=body,
-            headers=_headers(endpoint),
-            timeout=limits,
-            follow_redirects=False,
-        )
+        url = f"{endpoint.base_url}/chat/completions"
         try:
             # httpx's timeouts bound each read; this bounds a stream that trickles forever.
-            async with asyncio.timeout(remaining), request as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise status_error(endpoint, response)
-                if on_chunk is None:
-                    return parse_completion(endpoint, await response.aread(), body["model"])
-                return await read_stream(endpoint, response, on_chunk, body["model"])
+            async with asyncio.timeout(remaining):
+                response = await self._send(endpoint, url, body, limits)
+                try:
+                    return await self._read(endpoint, response, body["model"], on_chunk)
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise LLMError(
                 _TIMED_OUT, retryable=True, provider=endpoint.provider, timeout=f"{timeout:g}"
             ) from exc
         except httpx.TransportError as exc:
             raise transport_error(endpoint, exc) from exc
+        except httpx.DecodingError as exc:
+            raise _malformed(endpoint, str(exc)) from exc
+
+    async def _send(
+        self, endpoint: ProviderEndpoint, url: str, body: dict[str, Any], limits: httpx.Timeout
+    ) -> httpx.Response:
+        """The streamed response; to the checked addresses when the base URL is a node's."""
+        try:
+            request = self._http.build_request(
+                "POST", url, json=body, headers=_headers(endpoint), timeout=limits
+            )
+        except httpx.InvalidURL as exc:
+            raise transport_error(endpoint, httpx.UnsupportedProtocol(str(exc))) from exc
+        # Cookies collected from other users' providers stay out of this request.
+        request.headers.pop("cookie", None)
+        request.headers["accept-encoding"] = ACCEPT_ENCODING
+        if endpoint.outbound is None:
+            return await self._http.send(request, stream=True, follow_redirects=False)
+        try:
+            addresses = await check_url(request.url, endpoint.outbound)
+        except OutboundRefused as exc:
+            raise LLMError(exc.message, retryable=False, **exc.params) from exc
+        return await send_pinned(self._http, request, addresses)
+
+    async def _read(
+        self,
+        endpoint: ProviderEndpoint,
+        response: httpx.Response,
+        model: str,
+        on_chunk: ChunkCallback | None,
+    ) -> ChatResponse:
+        if not response.is_success:
+            content, _ = await read_at_most(response, min(_ERROR_BODY_BYTES, self.limits.max_bytes))
+            raise status_error(endpoint, response, content)
+        if on_chunk is None:
+            content, more = await read_at_most(response, self.limits.max_bytes)
+            if more:
+                raise _too_large(endpoint, self.limits)
+            return parse_completion(endpoint, content, model, self.limits)
+        return await read_stream(endpoint, response, on_chunk, model, self.limits)
 
 
 def request_body(
@@ -306,13 +385,14 @@ def _display_url(base_url: str) -> str:
     return f"{url.scheme}://{url.host}{port}{url.path}"
 
 
-def _provider_message(response: httpx.Response) -> str:
+def _provider_message(response: httpx.Response, content: bytes) -> str:
     """The provider's own explanation: OpenAI's `{"error": {"message": ...}}` or the text."""
+    text = content.decode(response.encoding or "utf-8", errors="replace")
     try:
-        data = response.json()
+        data = json.loads(text)
     except ValueError:
-        return response.text or response.reason_phrase
-    return _error_text(data) or response.text or response.reason_phrase
+        return text or response.reason_phrase
+    return _error_text(data) or text or response.reason_phrase
 
 
 def _error_text(data: Any) -> str | None:
@@ -337,13 +417,14 @@ def _retry_after(response: httpx.Response) -> float | None:
     return value if value >= 0 else None
 
 
-def status_error(endpoint: ProviderEndpoint, response: httpx.Response) -> LLMError:
-    """The error for a non-2xx answer, retryable only for rate limits and server trouble."""
+def status_error(endpoint: ProviderEndpoint, response: httpx.Response, content: bytes) -> LLMError:
+    """The error for a non-2xx answer (`content`: the start of its body), retryable only for
+    rate limits and server trouble."""
     status = response.status_code
     params: dict[str, Any] = {
         "provider": endpoint.provider,
         "status": status,
-        "detail": _clean(endpoint, _provider_message(response)),
+        "detail": _clean(endpoint, _provider_message(response, content)),
     }
     if status in RETRYABLE_STATUSES:
         message = _RATE_LIMITED if status == 429 else _UNAVAILABLE
@@ -381,6 +462,38 @@ def _malformed(endpoint: ProviderEndpoint, detail: str) -> LLMError:
     return LLMError(
         _MALFORMED, retryable=False, provider=endpoint.provider, detail=_clean(endpoint, detail)
     )
+
+
+def _too_large(endpoint: ProviderEndpoint, limits: ResponseLimits) -> LLMError:
+    return LLMError(_TOO_LARGE, retryable=False, provider=endpoint.provider, limit=limits.max_bytes)
+
+
+def _check_answer(
+    endpoint: ProviderEndpoint,
+    limits: ResponseLimits,
+    text_chars: int,
+    calls: list[tuple[str, int]],
+) -> None:
+    """LLMError when an answer (whole, or as far as it has come) is over a limit; `calls` are
+    the tool calls' names and argument lengths."""
+    provider = endpoint.provider
+    if text_chars > limits.max_text_chars:
+        raise LLMError(
+            _TEXT_TOO_LONG, retryable=False, provider=provider, limit=limits.max_text_chars
+        )
+    if len(calls) > limits.max_tool_calls:
+        raise LLMError(
+            _TOO_MANY_CALLS, retryable=False, provider=provider, limit=limits.max_tool_calls
+        )
+    for name, argument_chars in calls:
+        if argument_chars > limits.max_tool_argument_chars:
+            raise LLMError(
+                _ARGUMENTS_TOO_LONG,
+                retryable=False,
+                provider=provider,
+                name=_clean(endpoint, name[:100]),
+                limit=limits.max_tool_argument_chars,
+            )
 
 
 def parse_usage(raw: Any) -> dict[str, int]:
@@ -431,8 +544,14 @@ def _parse_tool_calls(raw: Any) -> list[ToolCall]:
     return calls
 
 
-def parse_completion(endpoint: ProviderEndpoint, content: bytes, model: str) -> ChatResponse:
-    """A non-streamed answer; anything but a completion with a choice is malformed."""
+def parse_completion(
+    endpoint: ProviderEndpoint,
+    content: bytes,
+    model: str,
+    limits: ResponseLimits | None = None,
+) -> ChatResponse:
+    """A non-streamed answer; anything but a completion with a choice is malformed, anything
+    over `limits` an error that says which limit."""
     try:
         data = json.loads(content)
     except ValueError:
@@ -447,9 +566,13 @@ def parse_completion(endpoint: ProviderEndpoint, content: bytes, model: str) -> 
     if not isinstance(message, dict):
         raise _malformed(endpoint, "the choice has no message")
     finish_reason = choices[0].get("finish_reason")
+    text = _content_text(message.get("content"))
+    calls = _parse_tool_calls(message.get("tool_calls"))
+    lengths = [(call.name, len(call.arguments)) for call in calls]
+    _check_answer(endpoint, limits or ResponseLimits(), len(text), lengths)
     return ChatResponse(
-        text=_content_text(message.get("content")),
-        tool_calls=_parse_tool_calls(message.get("tool_calls")),
+        text=text,
+        tool_calls=calls,
         usage=parse_usage(data.get("usage")),
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         model=str(data.get("model") or model),
@@ -461,6 +584,7 @@ class _PartialCall:
     id: str = ""
     name: str = ""
     arguments: list[str] = field(default_factory=list)
+    argument_chars: int = 0
 
 
 @dataclass
@@ -468,7 +592,9 @@ class _StreamState:
     """What the chunks of one stream have said so far."""
 
     model: str
+    limits: ResponseLimits = field(default_factory=ResponseLimits)
     text: list[str] = field(default_factory=list)
+    text_chars: int = 0
     calls: dict[int, _PartialCall] = field(default_factory=dict)
     usage: dict[str, int] | None = None
     finish_reason: str | None = None
@@ -490,7 +616,14 @@ class _StreamState:
             if isinstance(function.get("name"), str) and not call.name:
                 call.name = str(function["name"])
             if function.get("arguments") is not None:
-                call.arguments.append(_arguments_text(function["arguments"]))
+                piece = _arguments_text(function["arguments"])
+                call.arguments.append(piece)
+                call.argument_chars += len(piece)
+
+    def check(self, endpoint: ProviderEndpoint) -> None:
+        """LLMError as soon as what came so far is over a limit (before it grows further)."""
+        lengths = [(call.name, call.argument_chars) for call in self.calls.values()]
+        _check_answer(endpoint, self.limits, self.text_chars, lengths)
 
     def response(self) -> ChatResponse:
         calls = [
@@ -513,19 +646,45 @@ def _sse_data(line: str) -> str | None:
     return line[len("data:") :].strip()
 
 
+async def _lines(
+    endpoint: ProviderEndpoint, response: httpx.Response, limits: ResponseLimits
+) -> AsyncIterator[str]:
+    """The body's lines (CR, LF or CRLF ends), never more than `limits.max_bytes` read.
+
+    A line is held until its end arrives, so one endless line is bounded by the same limit."""
+    decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
+    pending: list[str] = []
+    size = 0
+    async for piece in iter_decoded(response):
+        size += len(piece)
+        if size > limits.max_bytes:
+            raise _too_large(endpoint, limits)
+        parts = _LINE_END.split(decoder.decode(piece))
+        for part in parts[:-1]:
+            pending.append(part)
+            yield "".join(pending)
+            pending.clear()
+        pending.append(parts[-1])
+    pending.append(decoder.decode(b"", final=True))
+    if any(pending):
+        yield "".join(pending)
+
+
 async def read_stream(
     endpoint: ProviderEndpoint,
     response: httpx.Response,
     on_chunk: ChunkCallback,
     model: str,
+    limits: ResponseLimits | None = None,
 ) -> ChatResponse:
     """Server-sent chunks until `data: [DONE]`; text deltas go to `on_chunk` as they come.
 
     A stream that stops before `[DONE]` and before any `finish_reason` was cut: retryable.
+    One over `limits` stops being read at once.
     """
-    state = _StreamState(model=model)
+    state = _StreamState(model=model, limits=limits or ResponseLimits())
     try:
-        async for line in response.aiter_lines():
+        async for line in _lines(endpoint, response, state.limits):
             payload = _sse_data(line)
             if payload is None or not payload:
                 continue
@@ -571,9 +730,11 @@ async def _apply_chunk(
     delta = choice.get("delta")
     delta = delta if isinstance(delta, dict) else {}
     text = _content_text(delta.get("content"))
+    state.text_chars += len(text)
+    state.add_tool_deltas(delta.get("tool_calls"))
+    state.check(endpoint)  # before the text is passed on: viewers see no more than the limit
     if text:
         state.text.append(text)
         await on_chunk(text)
-    state.add_tool_deltas(delta.get("tool_calls"))
     if isinstance(choice.get("finish_reason"), str):
         state.finish_reason = choice["finish_reason"]

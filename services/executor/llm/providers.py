@@ -10,8 +10,9 @@ environment is sent ONLY to the base URL the environment configures (or the prov
 default). When the node's base_url differs from that one (compared with the trailing slash
 stripped), the endpoint carries no key: otherwise any workflow author could collect the
 platform's key by pointing base_url at a server of their own. A node's base_url also makes the
-provider usable without any configuration, as a keyless endpoint. Whether a node's base_url
-may be reached at all (no private addresses) is for the caller to check, before this.
+provider usable without any configuration, as a keyless endpoint. A node's base_url must also
+pass the outbound guard (no private addresses): given the policy, the endpoint carries it and
+the client checks the URL before every request and connects to the addresses it checked.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Final
 
 from services.executor.llm.client import LLMError
 from shared.i18n import Message
+from shared.net.outbound import OutboundPolicy
 
 _NOT_CONFIGURED = Message(
     "LLM 提供商 {provider} 未配置:请设置 {variables}",
@@ -39,6 +41,9 @@ class ProviderEndpoint:
     base_url: str
     # Kept out of repr (and so out of str, logs and error messages built from the endpoint).
     api_key: str | None = field(repr=False)
+    # Set when the base URL is a node's own: every request must pass this policy, and goes to
+    # the address checked (DNS rebinding). None: the operator's URL, trusted as configured.
+    outbound: OutboundPolicy | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -89,9 +94,13 @@ def _first_set(environ: Mapping[str, str], prefixes: tuple[str, ...], suffix: st
 
 
 def resolve_endpoint(
-    provider: str, node_base_url: str | None = None, environ: Mapping[str, str] | None = None
+    provider: str,
+    node_base_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    outbound: OutboundPolicy | None = None,
 ) -> ProviderEndpoint:
-    """The endpoint a node naming `provider` (and perhaps its own base_url) calls.
+    """The endpoint a node naming `provider` (and perhaps its own base_url) calls; a node's
+    base_url is held to `outbound` (when given) on every request.
 
     Raises `ProviderNotConfigured` (naming the variables to set) when neither the environment
     nor the node says where the provider is, or a provider that needs a key has none.
@@ -106,7 +115,9 @@ def resolve_endpoint(
     if node_base_url is not None and node_base_url.strip():
         chosen = normalise_base_url(node_base_url)
         # The key goes only where the operator said it may; see the module's docstring.
-        return ProviderEndpoint(provider, chosen, key if chosen == trusted else None)
+        return ProviderEndpoint(
+            provider, chosen, key if chosen == trusted else None, outbound=outbound
+        )
     if trusted is None:
         raise ProviderNotConfigured(provider, tuple(f"{p}_BASE_URL" for p in spec.prefixes))
     if spec.needs_key and key is None:

@@ -43,7 +43,9 @@ async def endpoint_for(config: ModelNodeData, services: NodeServices) -> Provide
     try:
         if config.base_url is not None:
             await check_url(config.base_url, services.outbound)
-        return resolve_endpoint(config.provider, config.base_url, services.environ)
+        return resolve_endpoint(
+            config.provider, config.base_url, services.environ, outbound=services.outbound
+        )
     except (LLMError, OutboundRefused) as exc:
         raise as_node_error(exc) from exc
 

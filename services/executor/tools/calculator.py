@@ -1,30 +1,35 @@
 """The calculator tool: arithmetic on an expression the model writes, without eval.
 
-The approach of `shared.workflow.expressions`: parse, check the syntax tree against a
-whitelist (numbers, + - * / // % **, unary signs, a few math functions, pi and e; no names,
-attributes, strings or other calls), then let simpleeval walk it with our own operators.
-Sizes are bounded: the expression's length and nesting, the exponent, and the bits of any
-integer a multiplication or power would make, so no input can stall the worker.
+The expression is parsed and its syntax tree checked against this tool's whitelist (numbers,
++ - * / // % **, unary signs, a few math functions, pi and e; no names, attributes, strings
+or other calls), then evaluated by the one bounded evaluator that condition expressions use
+too (shared/workflow/bounded_eval.py): its arithmetic bounds exponents, the bits of every
+integer a product or power would make, and `round`'s digits, so every step is small and no
+input can stall the worker. The expression's length and nesting are bounded here.
 """
 
 from __future__ import annotations
 
 import ast
 import math
-import operator
 from collections.abc import Callable
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
-from simpleeval import SimpleEval
 
 from shared.i18n import Message
-from shared.workflow.expressions import MAX_EXPONENT, ExpressionError
+from shared.workflow.bounded_eval import (
+    ARITHMETIC,
+    MAX_INT_BITS,
+    ExpressionError,
+    bounded_round,
+    evaluate,
+    failure,
+    too_big,
+)
 
 MAX_EXPRESSION_LENGTH: Final = 1000
 MAX_DEPTH: Final = 60
-# About 3000 decimal digits: far below Python's int-to-text limit, plenty for arithmetic.
-MAX_INT_BITS: Final = 10_000
 
 DESCRIPTION: Final = (
     "Evaluate an arithmetic expression and return the number. Supports numbers, + - * / "
@@ -79,67 +84,17 @@ _UNKNOWN_FUNCTION = Message(
     "未知函数 {name}(可用:{available})", "unknown function {name} (available: {available})"
 )
 _KEYWORDS = Message("函数 {name} 不接受关键字参数", "function {name} takes no keyword arguments")
-_EXPONENT = Message("指数过大(最多 {limit})", "exponent too large (at most {limit})")
-_TOO_LARGE = Message(
-    "结果过大(整数最多约 {digits} 位)", "result too large (integers up to about {digits} digits)"
-)
-_OVERFLOW = Message("结果超出浮点数范围", "result out of floating-point range")
 _NOT_FINITE = Message("结果不是有限数({value})", "the result is not a finite number ({value})")
-_NOT_REAL = Message("结果不是实数", "the result is not a real number")
-_DIVISION_BY_ZERO = Message("除数为零", "division by zero")
+_NOT_A_NUMBER = Message("结果不是实数", "the result is not a real number")
 _VALUE = Message(
     "数值无效:{detail}(例如负数开平方、log(0))",
     "invalid value: {detail} (e.g. the square root of a negative number, log(0))",
 )
-_EVALUATION = Message("计算失败:{detail}", "evaluation failed: {detail}")
 
-_DIGITS: Final = int(MAX_INT_BITS * math.log10(2))
-
-
-def _too_large() -> ExpressionError:
-    return ExpressionError(_TOO_LARGE, digits=_DIGITS)
-
-
-def _multiply(left: Any, right: Any) -> Any:
-    if (
-        isinstance(left, int)
-        and isinstance(right, int)
-        and left.bit_length() + right.bit_length() > MAX_INT_BITS + 1
-    ):
-        raise _too_large()
-    return left * right
-
-
-def _power(base: Any, exponent: Any) -> Any:
-    if abs(exponent) > MAX_EXPONENT:
-        raise ExpressionError(_EXPONENT, limit=MAX_EXPONENT)
-    if (
-        isinstance(base, int)
-        and isinstance(exponent, int)
-        and exponent > 0
-        and (base.bit_length() - 1) * exponent > MAX_INT_BITS
-    ):
-        raise _too_large()
-    result = base**exponent
-    if isinstance(result, complex):
-        raise ExpressionError(_NOT_REAL)
-    return result
-
-
-_OPERATORS: Final[dict[type[ast.AST], Callable[..., Any]]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: _multiply,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: _power,
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-}
+_OPERATORS: Final = ARITHMETIC
 FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "abs": abs,
-    "round": round,
+    "round": bounded_round,
     "min": min,
     "max": max,
     "sqrt": math.sqrt,
@@ -234,27 +189,23 @@ def _parse(expression: str) -> ast.Expression:
 
 
 def calculate(expression: str) -> int | float:
-    """The value of `expression`; ExpressionError (bilingual) for anything refused or failing."""
+    """The value of `expression`; ExpressionError (bilingual) for anything refused or failing.
+    CPU-bound but bounded (every step is small): callers on an event loop run it in a thread."""
     tree = _parse(expression)
-    evaluator = SimpleEval(
-        operators=dict(_OPERATORS), functions=dict(FUNCTIONS), names=dict(CONSTANTS)
-    )
     try:
-        result = evaluator.eval(expression, previously_parsed=tree.body)
-    except ExpressionError:
-        raise
-    except ZeroDivisionError as exc:
-        raise ExpressionError(_DIVISION_BY_ZERO) from exc
-    except OverflowError as exc:
-        raise ExpressionError(_OVERFLOW) from exc
-    except ValueError as exc:
-        raise ExpressionError(_VALUE, detail=str(exc)) from exc
+        result = evaluate(
+            tree, expression, operators=_OPERATORS, functions=FUNCTIONS, names=CONSTANTS
+        )
+    except ValueError as exc:  # math domain errors; ExpressionError is one too, kept as is
+        if isinstance(exc, ExpressionError):
+            raise
+        raise ExpressionError(_VALUE, detail=str(exc)[:200]) from exc
     except Exception as exc:  # the model's expression going wrong is the model's error
-        raise ExpressionError(_EVALUATION, detail=f"{type(exc).__name__}: {exc}") from exc
+        raise failure(exc) from exc
     if isinstance(result, bool) or not isinstance(result, int | float):
-        raise ExpressionError(_NOT_REAL)
+        raise ExpressionError(_NOT_A_NUMBER)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS + 64:
-        raise _too_large()
+        raise too_big()
     if isinstance(result, float) and not math.isfinite(result):
         raise ExpressionError(_NOT_FINITE, value=repr(result))
     return result

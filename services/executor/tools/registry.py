@@ -4,10 +4,14 @@ function, `call_tool` runs the call the model made.
 `call_tool` never raises for what the model or the remote side got wrong (arguments that are
 not JSON or do not fit, a refused address, a timeout, ...): the outcome is `ok=False` with a
 message in the execution's language, so the model can correct itself. Only bugs raise.
+
+No tool call can stall a worker: the calculator (CPU-bound, bounded by its evaluator) runs in
+a thread, off the event loop, and every call runs under a deadline (`tool_deadline_s`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any, Final
@@ -32,10 +36,31 @@ _NOT_OBJECT = Message(
     "参数必须是 JSON 对象(例如 {example})",
     "the arguments must be a JSON object (e.g. {example})",
 )
+_TIMED_OUT = Message(
+    "工具 {tool} 在 {seconds} 秒内没有完成,已放弃这次调用",
+    "the tool {tool} did not finish within {seconds} s; the call was abandoned",
+)
 _BAD_ARGUMENTS = Message(
     "参数无效:{detail}(参数:{expected})",
     "invalid arguments: {detail} (parameters: {expected})",
 )
+
+
+# The calculator's bounds keep it to milliseconds; the deadline is a backstop.
+CALCULATOR_DEADLINE_S: Final = 10.0
+# Beyond a tool's own timeout (an http_request's per request, the data sources client's 60 s
+# per query), what a call may take in all: redirects, connecting, reading the answer.
+_DEADLINE_GRACE_S: Final = 15.0
+DATA_SOURCE_QUERY_DEADLINE_S: Final = 60.0 + _DEADLINE_GRACE_S
+
+
+def tool_deadline_s(tool: Tool) -> float:
+    """How long one call of `tool` may take before it is abandoned with ok=False."""
+    if isinstance(tool, CalculatorTool):
+        return CALCULATOR_DEADLINE_S
+    if isinstance(tool, HttpRequestTool):
+        return tool.timeout + _DEADLINE_GRACE_S
+    return DATA_SOURCE_QUERY_DEADLINE_S
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,7 @@ class ToolContext:
     language: Language = "zh"
     data_sources: DataSourcesClient | None = None
     owner_id: str = ""  # the workflow's owner: data source queries run as them
+    max_call_s: float | None = None  # a cap below each tool's own deadline (tool_deadline_s)
 
 
 @dataclass(frozen=True)
@@ -99,7 +125,9 @@ def _example(tool: Tool) -> str:
 async def _run(tool: Tool, raw: dict[str, Any], ctx: ToolContext) -> str:
     if isinstance(tool, CalculatorTool):
         arguments = calculator.CalculatorArguments.model_validate(raw)
-        return calculator.format_number(calculator.calculate(arguments.expression))
+        # In a thread: the event loop keeps serving heartbeats and other nodes meanwhile.
+        value = await asyncio.to_thread(calculator.calculate, arguments.expression)
+        return calculator.format_number(value)
     if isinstance(tool, HttpRequestTool):
         http_arguments = http_request.HttpRequestArguments.model_validate(raw)
         return await http_request.run_http_request(tool, http_arguments, ctx)
@@ -119,8 +147,18 @@ async def call_tool(tool: Tool, arguments: str, ctx: ToolContext) -> ToolOutcome
         return ToolOutcome(False, _NOT_JSON.render(language, detail=detail, example=_example(tool)))
     if not isinstance(raw, dict):
         return ToolOutcome(False, _NOT_OBJECT.render(language, example=_example(tool)))
+    deadline_s = tool_deadline_s(tool)
+    if ctx.max_call_s is not None:
+        deadline_s = min(deadline_s, ctx.max_call_s)
+    deadline = asyncio.timeout(deadline_s)
     try:
-        return ToolOutcome(True, await _run(tool, raw, ctx))
+        async with deadline:
+            return ToolOutcome(True, await _run(tool, raw, ctx))
+    except TimeoutError:
+        if not deadline.expired():  # a timeout of the tool's own, not our deadline
+            raise
+        seconds = f"{deadline_s:g}"
+        return ToolOutcome(False, _TIMED_OUT.render(language, tool=tool.tool_name, seconds=seconds))
     except ValidationError as exc:
         expected = ", ".join(_parameters(tool)["properties"])
         detail = _validation_detail(exc)

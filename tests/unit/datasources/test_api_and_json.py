@@ -352,9 +352,13 @@ DOCUMENT = {
 }
 
 
-def _json(tmp_path: Path, **config: Any) -> JsonConnector:
+OWNER = "6f1c2b8e-0000-4000-8000-00000000000a"  # json sources read <json_dir>/<owner>/...
+OTHER = "6f1c2b8e-0000-4000-8000-00000000000b"
+
+
+def _json(tmp_path: Path, owner: str = OWNER, **config: Any) -> JsonConnector:
     settings = ConnectorSettings(json_dir=tmp_path / "json", max_rows=100)
-    connector = build_connector("json", JsonConfig(**config), settings)
+    connector = build_connector("json", JsonConfig(**config), settings, owner_id=owner)
     assert isinstance(connector, JsonConnector)
     return connector
 
@@ -362,7 +366,8 @@ def _json(tmp_path: Path, **config: Any) -> JsonConnector:
 def _unchecked_json(tmp_path: Path, file: str) -> JsonConnector:
     """A connector whose config skipped validation, as if the check had been bypassed."""
     settings = ConnectorSettings(json_dir=tmp_path / "json")
-    return JsonConnector(JsonConfig.model_construct(data=None, file=file), settings)
+    config = JsonConfig.model_construct(data=None, file=file)
+    return JsonConnector(config, settings, tmp_path / "json" / OWNER)
 
 
 async def test_json_inline_with_jmespath(tmp_path: Path) -> None:
@@ -382,7 +387,7 @@ async def test_json_inline_with_jmespath(tmp_path: Path) -> None:
 
 
 async def test_json_file(tmp_path: Path) -> None:
-    directory = tmp_path / "json" / "shop"
+    directory = tmp_path / "json" / OWNER / "shop"
     directory.mkdir(parents=True)
     (directory / "users.json").write_text(json.dumps(DOCUMENT["users"]), encoding="utf-8")
     connector = _json(tmp_path, file="shop/users.json")
@@ -394,12 +399,12 @@ async def test_json_file(tmp_path: Path) -> None:
 
 
 async def test_json_file_problems(tmp_path: Path) -> None:
-    (tmp_path / "json").mkdir()
+    (tmp_path / "json" / OWNER).mkdir(parents=True)
     with pytest.raises(ConnectorError) as caught:
         await _json(tmp_path, file="missing.json").test()
     assert caught.value.kind == "not_found"
     assert "missing.json" in caught.value.render("zh")
-    (tmp_path / "json" / "broken.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "json" / OWNER / "broken.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ConnectorError) as caught:
         await _json(tmp_path, file="broken.json").query("", None, max_rows=10)
     assert caught.value.kind == "bad_query"
@@ -413,7 +418,8 @@ def test_json_config_refuses_escaping_paths(file: str) -> None:
 
 @pytest.mark.parametrize("file", ["../secret.json", "a/../../secret.json", "/etc/passwd"])
 async def test_json_connector_refuses_escaping_paths(tmp_path: Path, file: str) -> None:
-    (tmp_path / "json" / "a").mkdir(parents=True)
+    (tmp_path / "json" / OWNER / "a").mkdir(parents=True)
+    (tmp_path / "json" / "secret.json").write_text('{"password": "x"}', encoding="utf-8")
     (tmp_path / "secret.json").write_text('{"password": "x"}', encoding="utf-8")
     with pytest.raises(ConnectorError) as caught:
         await _unchecked_json(tmp_path, file).query("", None, max_rows=10)
@@ -421,8 +427,8 @@ async def test_json_connector_refuses_escaping_paths(tmp_path: Path, file: str) 
 
 
 async def test_json_symlinks(tmp_path: Path) -> None:
-    root = tmp_path / "json"
-    root.mkdir()
+    root = tmp_path / "json" / OWNER
+    root.mkdir(parents=True)
     outside = tmp_path / "outside.json"
     outside.write_text('{"secret": true}', encoding="utf-8")
     (root / "escape.json").symlink_to(outside)
@@ -435,6 +441,40 @@ async def test_json_symlinks(tmp_path: Path) -> None:
         assert caught.value.kind == "refused", file
     inside = await _json(tmp_path, file="alias.json").query("", None, max_rows=10)
     assert inside.rows == [{"value": 1}, {"value": 2}]
+
+
+async def test_json_files_are_their_owners_own(tmp_path: Path) -> None:
+    """User B names user A's file every way it could be reached: not found, or refused."""
+    mine = tmp_path / "json" / OWNER
+    mine.mkdir(parents=True)
+    (mine / "salaries.json").write_text('[{"name": "王", "pay": 9000}]', encoding="utf-8")
+    (tmp_path / "json" / OTHER).mkdir()
+    shared = tmp_path / "json" / "salaries.json"  # where every user's files used to be
+    shared.write_text('[{"name": "旧"}]', encoding="utf-8")
+    assert (await _json(tmp_path, file="salaries.json").query("", None, max_rows=5)).count == 1
+    with pytest.raises(ConnectorError) as caught:
+        await _json(tmp_path, owner=OTHER, file="salaries.json").query("", None, max_rows=5)
+    assert caught.value.kind == "not_found"
+    with pytest.raises(ValidationError):  # the config refuses `..` before any connector
+        JsonConfig(file=f"../{OWNER}/salaries.json")
+    other = JsonConnector(
+        JsonConfig.model_construct(data=None, file=f"../{OWNER}/salaries.json"),
+        ConnectorSettings(json_dir=tmp_path / "json"),
+        tmp_path / "json" / OTHER,
+    )
+    with pytest.raises(ConnectorError) as caught:
+        await other.query("", None, max_rows=5)
+    assert caught.value.kind == "refused"
+    (tmp_path / "json" / OTHER / "alias.json").symlink_to(mine / "salaries.json")
+    with pytest.raises(ConnectorError) as caught:
+        await _json(tmp_path, owner=OTHER, file="alias.json").query("", None, max_rows=5)
+    assert caught.value.kind == "refused"
+
+
+def test_json_connectors_need_their_owner(tmp_path: Path) -> None:
+    settings = ConnectorSettings(json_dir=tmp_path)
+    with pytest.raises(TypeError):
+        build_connector("json", JsonConfig(file="a.json"), settings)
 
 
 # -- the pool ------------------------------------------------------------------------------
@@ -452,15 +492,15 @@ async def test_pool_keeps_one_connector_per_source_and_version(site: Site) -> No
     pool = ConnectorPool(ConnectorSettings(outbound=LOOPBACK))
     first = ApiConfig(base_url=site.base)
     second = ApiConfig(base_url=site.base + "/items")
-    one = await pool.get("s1", 1, "api", first)
-    assert await pool.get("s1", 1, "api", first) is one
+    one = await pool.get("s1", 1, "api", first, owner_id=OWNER)
+    assert await pool.get("s1", 1, "api", first, owner_id=OWNER) is one
     assert isinstance(one, ApiConnector)
-    two = await pool.get("s1", 2, "api", second)
+    two = await pool.get("s1", 2, "api", second, owner_id=OWNER)
     assert two is not one
     # A late caller with the older version gets the newer connector, not a rebuild.
-    assert await pool.get("s1", 1, "api", first) is two
+    assert await pool.get("s1", 1, "api", first, owner_id=OWNER) is two
     await _eventually(lambda: one._http.is_closed)
-    other = await pool.get("s2", 1, "json", JsonConfig(data=[1]))
+    other = await pool.get("s2", 1, "json", JsonConfig(data=[1]), owner_id=OWNER)
     assert len(pool) == 2
     await pool.drop("s2")
     assert len(pool) == 1
@@ -469,12 +509,12 @@ async def test_pool_keeps_one_connector_per_source_and_version(site: Site) -> No
     assert isinstance(two, ApiConnector)
     assert two._http.is_closed
     with pytest.raises(RuntimeError):
-        await pool.get("s1", 3, "api", first)
+        await pool.get("s1", 3, "api", first, owner_id=OWNER)
 
 
 async def test_pool_drop_soon_from_another_thread(site: Site) -> None:
     pool = ConnectorPool(ConnectorSettings(outbound=LOOPBACK))
-    connector = await pool.get("s1", 1, "api", ApiConfig(base_url=site.base))
+    connector = await pool.get("s1", 1, "api", ApiConfig(base_url=site.base), owner_id=OWNER)
     assert isinstance(connector, ApiConnector)
     await asyncio.to_thread(pool.drop_soon, "s1")
     await _eventually(lambda: len(pool) == 0 and connector._http.is_closed)

@@ -19,9 +19,21 @@ from services.datasources.connectors import (
     build_connector,
 )
 from services.datasources.connectors.sql import MySQLConnector, PostgresConnector
+from shared.net.outbound import OutboundPolicy
 from tests.support.processes import free_port
 
-SETTINGS = ConnectorSettings(connect_timeout_s=3, statement_timeout_s=1, max_rows=100)
+# The test servers listen on 127.0.0.1, which the operator has to allow (as the platform's
+# tests do with AGENTFLOW_OUTBOUND_ALLOW_NETWORKS).
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.1/32"])
+SETTINGS = ConnectorSettings(
+    connect_timeout_s=3, statement_timeout_s=1, max_rows=100, outbound=LOOPBACK
+)
+# Slow but allowed: the guard refuses SLEEP and pg_sleep.
+MYSQL_SLOW = (
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000) "
+    "SELECT COUNT(*) FROM c AS a, c AS b, c AS d"
+)
+POSTGRES_SLOW = "SELECT count(*) FROM generate_series(1, 10000000000)"
 
 
 def _table() -> str:
@@ -243,7 +255,7 @@ async def test_mysql_show_describe_explain(mysql: MySQLConnector, mysql_people: 
 
 async def test_mysql_statement_timeout(mysql: MySQLConnector) -> None:
     with pytest.raises(ConnectorError) as caught:
-        await mysql.query("SELECT SLEEP(3)", None, max_rows=1)
+        await mysql.query(MYSQL_SLOW, None, max_rows=1)
     assert caught.value.kind == "timeout"
     assert "1 秒" in caught.value.render("zh")
     after = await mysql.query("SELECT 1 AS ok", None, max_rows=1)
@@ -487,7 +499,7 @@ async def test_postgres_show_and_explain(postgres: PostgresConnector, pg_people:
 
 async def test_postgres_statement_timeout(postgres: PostgresConnector) -> None:
     with pytest.raises(ConnectorError) as caught:
-        await postgres.query("SELECT pg_sleep(3)", None, max_rows=1)
+        await postgres.query(POSTGRES_SLOW, None, max_rows=1)
     assert caught.value.kind == "timeout"
     after = await postgres.query("SELECT 1 AS ok", None, max_rows=1)
     assert after.rows == [{"ok": 1}]

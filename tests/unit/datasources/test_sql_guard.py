@@ -33,8 +33,6 @@ ADMITTED = [
     (PG, "SELECT x::int, j->>'a', j @> '{}' FROM t WHERE n ILIKE 'a%'", "select"),
     (PG, "SELECT $$ ; DROP TABLE t $$", "select"),
     (MY, "SELECT `a` FROM `t` LIMIT 10, 20", "select"),
-    (MY, "SELECT SLEEP(1), BENCHMARK(10, 1)", "select"),
-    (PG, "SELECT pg_sleep(1)", "select"),
     (MY, "SHOW TABLES", "show"),
     (MY, "show create table t", "show"),
     (PG, "SHOW search_path", "show"),
@@ -150,6 +148,93 @@ REFUSED = [
     (MY, "SELECT 1 --1, LOAD_FILE(0x2f6574632f706173737764)", "forbidden_function"),
     (MY, "SELECT GET_LOCK('a', 1)", "forbidden_function"),
     (MY, "select release_lock('a')", "forbidden_function"),
+    # the review's bypasses: Unicode-escaped names, and functions a denylist did not know
+    (PG, """SELECT U&"pg\005fread\005ffile"('/etc/passwd')""", "unicode_identifier"),
+    (PG, """SELECT U&"lo\005fexport"(1, '/tmp/x')""", "unicode_identifier"),
+    (PG, """SELECT u&"pg\005fterminate\005fbackend"(1)""", "unicode_identifier"),
+    (PG, """SELECT U&"set\005fconfig"('a', 'b', false)""", "unicode_identifier"),
+    (PG, "SELECT * FROM pg_logdir_ls() AS l(a timestamp, b text)", "forbidden_function"),
+    (PG, "SELECT pg_stat_statements_reset()", "forbidden_function"),
+    (PG, "SELECT pg_log_backend_memory_contexts(1)", "forbidden_function"),
+    # an allowlist: whatever is not known to be read-only, however it is written
+    (PG, "SELECT pg_sleep(1)", "forbidden_function"),
+    (PG, "SELECT txid_current()", "forbidden_function"),
+    (PG, "SELECT lower(pg_read_file('/etc/passwd'))", "forbidden_function"),
+    (PG, "SELECT public.lower('a')", "forbidden_function"),
+    (PG, "SELECT pg_catalog.set_config('a', 'b', false)", "forbidden_function"),
+    (PG, "SELECT * FROM ROWS FROM (pg_ls_dir('.'))", "forbidden_function"),
+    (PG, "EXPLAIN SELECT pg_read_file('/etc/passwd')", "forbidden_function"),
+    (MY, "SELECT SLEEP(1)", "forbidden_function"),
+    (MY, "SELECT BENCHMARK(10000000, MD5('a'))", "forbidden_function"),
+    (MY, "SELECT `load_file`('/etc/passwd')", "forbidden_function"),
+    (MY, "SELECT LOAD_FILE ('/etc/passwd')", "forbidden_function"),
+    (MY, "SELECT IS_FREE_LOCK('a')", "forbidden_function"),
+    (MY, "SELECT MASTER_POS_WAIT('log', 1)", "forbidden_function"),
+    (MY, "SELECT mysql.some_udf(1)", "forbidden_function"),
+    (MY, "SHOW STATUS WHERE SLEEP(5)", "forbidden_function"),
+]
+
+# Ordinary reads, one per family of allowed functions and syntax: none may be refused.
+EVERYDAY = [
+    (PG, "SELECT count(*), sum(a), avg(b), min(c), max(d) FROM t GROUP BY e HAVING count(*) > 1"),
+    (PG, "SELECT CAST(a AS text), a::numeric(10, 2), CASE WHEN a > 1 THEN 'x' END FROM t"),
+    (
+        PG,
+        "SELECT extract(year FROM d), date_trunc('month', d), to_char(d, 'YYYY'), now(), "
+        "current_date, d + interval '1 day', age(d), d AT TIME ZONE 'UTC' FROM t",
+    ),
+    (PG, "SELECT coalesce(a, 0), nullif(a, 0), greatest(a, b), least(a, b) FROM t"),
+    (
+        PG,
+        "SELECT lower(s), upper(s), length(s), substring(s FROM 1 FOR 3), trim(BOTH ' ' FROM s), "
+        "position('a' IN s), replace(s, 'a', 'b'), a || b, split_part(s, ',', 1), "
+        "string_agg(s, ',') FROM t",
+    ),
+    (
+        PG,
+        "SELECT json_build_object('a', a), jsonb_agg(x), j #>> '{a,b}', "
+        "jsonb_path_query(j, '$.a'), jsonb_array_elements(j) FROM t",
+    ),
+    (PG, "SELECT array_agg(x ORDER BY y), unnest(arr), arr[1], x = ANY(arr), ARRAY[1, 2] FROM t"),
+    (PG, "SELECT * FROM generate_series(1, 10) AS g(n)"),
+    (
+        PG,
+        "SELECT row_number() OVER (PARTITION BY a ORDER BY b), lag(x) OVER w FROM t "
+        "WINDOW w AS (ORDER BY y)",
+    ),
+    (
+        PG,
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x), "
+        "count(*) FILTER (WHERE x > 1) FROM t",
+    ),
+    (PG, "SELECT EXISTS (SELECT 1 FROM u WHERE u.id = t.id), a IN (SELECT id FROM u) FROM t"),
+    (PG, "SELECT pg_catalog.lower('A'), version(), current_user, current_database()"),
+    (PG, "SELECT to_tsvector('english', s) @@ to_tsquery('cat') FROM t"),
+    (PG, "SELECT round(a, 2), abs(a), ceil(a), floor(a), power(a, 2), sqrt(a), mod(a, 2) FROM t"),
+    (MY, "SELECT COUNT(*), GROUP_CONCAT(c ORDER BY c SEPARATOR ','), MAX(d) FROM t GROUP BY e"),
+    (
+        MY,
+        "SELECT IF(a > 1, 'x', 'y'), IFNULL(a, 0), COALESCE(a, b), CASE a WHEN 1 THEN 2 END FROM t",
+    ),
+    (
+        MY,
+        "SELECT DATE_FORMAT(d, '%Y-%m'), NOW(), CURDATE(), DATE_ADD(d, INTERVAL 1 DAY), "
+        "DATEDIFF(a, b), YEAR(d), UNIX_TIMESTAMP(d), EXTRACT(YEAR FROM d) FROM t",
+    ),
+    (
+        MY,
+        "SELECT CONCAT(a, b), SUBSTRING(s, 1, 3), SUBSTRING_INDEX(s, ',', 1), UPPER(s), "
+        "CHAR_LENGTH(s), TRIM(s), LOCATE('a', s), SHA2(s, 256), FORMAT(x, 2) FROM t",
+    ),
+    (MY, "SELECT JSON_EXTRACT(j, '$.a'), j->'$.a', j->>'$.a', JSON_OBJECT('a', 1) FROM t"),
+    (
+        MY,
+        "SELECT CAST(a AS CHAR), CONVERT(a, SIGNED), CONVERT(a USING utf8mb4), ROUND(a, 2) FROM t",
+    ),
+    (MY, "SELECT ROW_NUMBER() OVER (PARTITION BY a ORDER BY b) FROM t"),
+    (MY, "SELECT VERSION(), DATABASE(), USER(), CURRENT_USER"),
+    (MY, "SELECT * FROM t WHERE MATCH(a) AGAINST ('x' IN BOOLEAN MODE) AND s REGEXP '^a'"),
+    (MY, "SHOW TABLES LIKE 'a%'"),
 ]
 
 
@@ -157,6 +242,36 @@ REFUSED = [
 def test_admitted(dialect: str, sql: str, kind: str) -> None:
     assert admit(sql, dialect) == kind  # type: ignore[arg-type]
     check_read_only(sql, dialect)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("dialect", "sql"), EVERYDAY)
+def test_everyday_reads_are_admitted(dialect: str, sql: str) -> None:
+    check_read_only(sql, dialect)  # type: ignore[arg-type]
+
+
+def test_the_function_parsers_sqlglot_has_are_known() -> None:
+    """Calls sqlglot parses with a parser of its own carry no name mark, so the guard takes
+    them as syntax: a new one (a sqlglot upgrade) must be looked at before it is trusted."""
+    import sqlglot
+
+    known = {
+        "ARGMAX", "ARGMIN", "ARG_MAX", "ARG_MIN", "CAST", "CEIL", "CHAR", "CHR", "CONVERT",
+        "DATE_PART", "DECODE", "EXTRACT", "FLOOR", "GAP_FILL", "GROUP_CONCAT", "INITCAP",
+        "JSONB_EXISTS", "JSON_AGG", "JSON_OBJECT", "JSON_OBJECTAGG", "JSON_TABLE", "JSON_VALUE",
+        "MATCH", "MAX_BY", "MIN_BY", "NORMALIZE", "OPENJSON", "OVERLAY", "POSITION",
+        "SAFE_CAST", "STRING_AGG", "SUBSTR", "SUBSTRING", "TRIM", "TRY_CAST", "TRY_CONVERT",
+        "VALUES", "WEIGHT_STRING", "XMLELEMENT", "XMLTABLE",
+    }  # fmt: skip
+    for dialect in (MY, PG):
+        parser = sqlglot.Dialect.get_or_raise(dialect).parser_class
+        assert set(parser.FUNCTION_PARSERS) <= known, dialect
+
+
+def test_a_refused_function_is_named() -> None:
+    with pytest.raises(UnsafeQuery) as caught:
+        check_read_only("SELECT lower(a), pg_stat_statements_reset() FROM t", "postgres")
+    assert "PG_STAT_STATEMENTS_RESET" in caught.value.render("en")
+    assert "PG_STAT_STATEMENTS_RESET" in caught.value.render("zh")
 
 
 @pytest.mark.parametrize(("dialect", "sql", "reason"), REFUSED)
@@ -176,7 +291,7 @@ def test_enough_cases() -> None:
     codes = {reason for _, _, reason in REFUSED}
     assert codes >= {
         "empty", "syntax", "multiple_statements", "not_read_only", "explain_analyze",
-        "into", "locking", "executable_comment", "forbidden_function",
+        "into", "locking", "executable_comment", "forbidden_function", "unicode_identifier",
     }  # fmt: skip
 
 

@@ -4,7 +4,11 @@ local server."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +16,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_schema
+from services.executor.tools.registry import tool_deadline_s
 from shared.net.outbound import OutboundPolicy
 from shared.workflow.tools import Tool
 from tests.support.http_servers import QuietHandler, serving
@@ -29,7 +34,10 @@ class _Handler(QuietHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length).decode() if length else ""
-        if self.path == "/missing":
+        if self.path == "/slow":
+            time.sleep(3)
+            self.reply(200, b"late", "text/plain")
+        elif self.path == "/missing":
             self.reply(404, b"gone", "text/plain")
         elif self.path == "/big":
             self.reply(200, b"y" * 5000, "text/plain")
@@ -162,6 +170,10 @@ async def test_the_calculator_computes(expression: str, result: str, ctx: ToolCo
         ("1e308 * 10", "not a finite number"),
         ("sqrt(-1)", "invalid value"),
         ("(-8) ** 0.5", "not a real number"),
+        ("round(1.5, 10**9)", "round to too many digits"),  # round(1, -10**9): see below
+        ("round(2 ** 1000, -2000)", "round to too many digits"),
+        ("floor(1e308) ** 10", "result too large"),
+        ("abs(-(2 ** 1000) ** 11)", "result too large"),
         ("__import__('os').system('true')", "attribute access .system"),
         ("__import__('os')", "unknown function __import__"),
         ("().__class__", "attribute access .__class__"),
@@ -183,6 +195,61 @@ async def test_the_calculator_refuses(expression: str, message: str, ctx: ToolCo
     outcome = await call(tool(type="calculator"), ctx, expression=expression)
     assert not outcome.ok
     assert message in outcome.result
+
+
+_ROUND_ATTACK = """
+import asyncio, json, httpx
+from services.executor.tools import ToolContext, call_tool
+from shared.net.outbound import OutboundPolicy
+from shared.workflow.tools import CalculatorTool
+
+async def main() -> None:
+    async with httpx.AsyncClient() as http:
+        ctx = ToolContext(http=http, outbound=OutboundPolicy(), language="en")
+        tool = CalculatorTool(type="calculator")
+        for expression in ("round(1, -10**9)", "round(7, -10**6)"):
+            outcome = await call_tool(tool, json.dumps({"expression": expression}), ctx)
+            print(outcome.ok, outcome.result)
+
+asyncio.run(main())
+"""
+
+
+def test_the_calculator_round_that_never_returned_is_refused() -> None:
+    # The raw builtin computed 10**(10**9) on the worker's event loop. In a subprocess with a
+    # timeout, so that a regression fails this test instead of hanging the suite.
+    done = subprocess.run(
+        [sys.executable, "-c", _ROUND_ATTACK],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parents[3],
+        check=False,
+    )
+    said = done.stdout + done.stderr
+    assert said.count("False round to too many digits (at most 1000)") == 2, said
+
+
+async def test_a_tool_call_past_its_deadline_is_abandoned_clearly(
+    http: httpx.AsyncClient, base_url: str
+) -> None:
+    # The server answers after 3 s; the tool's own timeout (30 s) would wait for it.
+    hasty = ToolContext(http=http, outbound=LOOPBACK, language="en", max_call_s=0.5)
+    started = time.monotonic()
+    outcome = await call(tool(type="http_request", timeout=30), hasty, url=f"{base_url}/slow")
+    assert outcome == ToolOutcome(
+        False, "the tool http_request did not finish within 0.5 s; the call was abandoned"
+    )
+    assert time.monotonic() - started < 2.5
+    chinese = ToolContext(http=http, outbound=LOOPBACK, max_call_s=0.5)
+    outcome = await call(tool(type="http_request"), chinese, url=f"{base_url}/slow")
+    assert outcome == ToolOutcome(False, "工具 http_request 在 0.5 秒内没有完成,已放弃这次调用")
+
+
+def test_every_tool_has_a_deadline() -> None:
+    assert tool_deadline_s(tool(type="calculator")) == 10.0
+    assert tool_deadline_s(tool(type="http_request", timeout=20)) == 35.0
+    assert tool_deadline_s(tool(type="data_source_query")) == 75.0
 
 
 async def test_calculator_messages_follow_the_language(http: httpx.AsyncClient) -> None:

@@ -147,3 +147,27 @@ def test_errors_speak_both_languages() -> None:
     assert "unknown name value" in caught.value.render("en")
     assert "未知名称 value" in caught.value.render("zh")
     assert "{value}" in caught.value.render("zh")
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("{missing} > 10", "evaluation failed: '>' not supported"),
+        ("{value} / 0 > 1", "division by zero"),
+        ("{input.profile}['nope'] == 1", "no such key: nope"),
+        ("{input.tags}[5] == 1", "index out of range"),
+        ("'%d' % 'x' == ''", "evaluation failed: %d format"),
+    ],
+)
+def test_evaluation_errors_are_worded_without_python_names(expression: str, says: str) -> None:
+    with pytest.raises(ExpressionError) as failed:
+        evaluate(expression)
+    message = failed.value.render("en")
+    assert says in message
+    assert "Error" not in message
+
+
+def test_percent_formatting_and_list_building_work_within_the_bounds() -> None:
+    assert evaluate("'%s scored %.1f%%' % ({input.name}, 97.25) == 'Hello World scored 97.2%'")
+    assert evaluate("'%(vip)s' % {input.profile} == 'True'")
+    assert evaluate("[{value}] * 3 + [1] == [15, 15, 15, 1] and ({value},) * 2 == (15, 15)")

@@ -7,6 +7,9 @@ tests/security/test_hostile_graphs.py."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +85,8 @@ def test_escapes_are_refused_when_compiled(
 # -- expressions: what compiles is bounded when it runs -----------------------------------------
 
 BOUNDED = [
-    ("'a' * 10**9 == ''", "evaluat"),
-    ("[1] * 10**9 == []", "evaluat"),
+    ("'a' * 10**9 == ''", "too long"),
+    ("[1] * 10**9 == []", "too long"),
     ("10**10**10 > 1", "exponent"),
     ("9**9**9 > 1", "exponent"),
     ("2**-10**9 > 1", "exponent"),
@@ -92,20 +95,51 @@ BOUNDED = [
     ("round(1, -10**9) == 0", "round"),
     ("int('9' * 5000) > 1", "convert"),
     ("int(float('inf')) > 0", "convert"),
-    ("'a' * 99999 + 'a' * 99999 == ''", "evaluat"),
+    ("'a' * 99999 + 'a' * 99999 == ''", "too long"),
+    # Growers bounded before they build (issue 13): `%` widths and precisions, nested lists
+    # (a list holding the same list many times is small in memory, huge as text or to
+    # compare), list literals, `%s` of such lists, text functions that grow their input.
+    ("'%099999999d' % 1 == ''", "too long"),
+    ("'%.99999999f' % 1 == ''", "too long"),
+    ("'%*d' % (10**8, 1) == ''", "too long"),
+    ("'%-*.*f' % (5, 10**8, 1.5) == ''", "too long"),
+    ("'%(a)099999999d' % {m} == ''", "too long"),
+    ("'%s %s %s' % ({s}, {s}, {s}) == ''", "too long"),
+    ("'%r' % {nl} == ''", "too long"),
+    ("'%0999999999999999999999d' % 1 == ''", "too long"),
+    ("'%d' % () == ''", "not enough arguments"),
+    ("'%y' % 1 == ''", "unsupported format"),
+    ("[{s}, {s}, {s}] == []", "too long"),
+    ("({s}, {s}, {s}) == ()", "too long"),
+    ("[{s}, {s}] + [{s}] == []", "too long"),
+    ("upper({ss}) == ''", "too long"),
+    ("int('9' * 4000) > 1", "too large"),
+    ("(-8) ** 0.5 > 1", "not a real number"),
 ]
 
 
 @pytest.mark.parametrize(("expression", "named"), BOUNDED)
 def test_huge_values_fail_with_a_clear_error(expression: str, named: str) -> None:
+    values = {"big": 10**3000, "s": "x" * 40_000, "ss": "ß" * 60_000, "nl": "\x00" * 30_000}
+    values["m"] = {"a": 1}
     with pytest.raises(ExpressionError) as failed:
-        _evaluate(expression, {"big": 10**3000})
+        _evaluate(expression, values)
     assert named in failed.value.render("en")
 
 
 def test_bounds_leave_ordinary_arithmetic_alone() -> None:
     assert _evaluate("10**1000 > 10**999 and 2**-2 == 0.25 and round(1.26, 1) == 1.3")
     assert _evaluate("'ab' * 3 == 'ababab' and {n} * 2 == 84", {"n": 42})
+    assert _evaluate("'%05d|%-4s|%.2f|%x|%%' % (42, 'ab', 3.14159, 255) == '00042|ab  |3.14|ff|%'")
+    assert _evaluate(
+        "'%(n)s!' % {m} == '42!' and '%s' % [1, 'a'] == \"[1, 'a']\"", {"m": {"n": 42}}
+    )
+    assert _evaluate("'%*d' % (5, 1) == '    1' and '%.*f' % (1, 2.25) == '2.2'")
+    assert _evaluate("len('a' * 100_000) == 100_000 and len([0] * 30_000 + [1]) == 30_001")
+    # A long text from the data stays usable: only values an expression grows are bounded.
+    assert _evaluate(
+        "contains(lower({t}), 'x') and len(upper({t})) == 200000", {"t": "X" * 200_000}
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,6 +160,72 @@ def test_a_backtracking_regex_times_out_instead_of_hanging() -> None:
         condition.evaluate(lambda _: "a" * 40 + "!")
     assert "timed out" in failed.value.render("en")
     assert _evaluate("matches({t}, '^[^@]+@example[.]com$')", {"t": "x@example.com"})
+
+
+_NESTED_REPEATS = "(?:(?:(?:a{100}){100}){100}){100}"
+_COMPILE_ATTACK = f"""
+from shared.workflow.expressions import ExpressionError, compile_condition
+said = []
+try:  # a literal pattern is compiled when the workflow is validated or saved
+    compile_condition("matches({{x}}, '{_NESTED_REPEATS}')")
+except ExpressionError as exc:
+    said.append(exc.render("en"))
+condition = compile_condition("matches({{x}}, {{input.pattern}})")
+try:  # a pattern from run input is compiled in the orchestrator
+    condition.evaluate(lambda ref: "{_NESTED_REPEATS}" if ref.root == "input" else "aaa")
+except ExpressionError as exc:
+    said.append(exc.render("en"))
+print(said)
+"""
+# A list holding one list 99,999 times is small in memory but 30 GB as text, and 10**10
+# comparisons against another such list: both held the orchestrator (issue 13).
+_SHARED_LIST = "[[0] * 99999] * 99999"
+_GROWER_ATTACK = f"""
+from shared.workflow.expressions import ExpressionError, compile_condition
+for expression in (
+    "{_SHARED_LIST} == []",
+    "len(str({_SHARED_LIST})) > 0",
+    "{_SHARED_LIST} == {_SHARED_LIST}",
+):
+    try:
+        compile_condition(expression).evaluate(lambda ref: None)
+    except ExpressionError as exc:
+        print(exc.render("en"))
+"""
+
+
+def _run_isolated(code: str) -> str:
+    """Run `code` in a subprocess with a timeout: an attack that would hang or exhaust this
+    process, if its fix regressed, fails the test instead of the suite."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parents[3],
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def test_a_regex_whose_compile_would_take_minutes_is_refused_before_compiling() -> None:
+    # `regex.compile` of 10**8 nested copies held the GIL for minutes (issue 13).
+    said = _run_isolated(_COMPILE_ATTACK)
+    assert said.count("regular expression repeats too much") == 2, said
+
+
+def test_a_list_of_shared_lists_is_refused_before_it_is_printed_or_compared() -> None:
+    said = _run_isolated(_GROWER_ATTACK)
+    assert said.count("result too long") == 3, said
+
+
+def test_large_data_is_not_walked_again_at_every_step() -> None:
+    # simpleeval looked through every container at every node: 30 references to a list of
+    # 10**7 items took about a second each. Data is looked at once, where it is used.
+    values = {"items": [[0] * 10_000] * 1_000}
+    started = time.monotonic()
+    assert _evaluate(" and ".join(["len({items}) == 1000"] * 30), values)
+    assert time.monotonic() - started < 5.0  # generous: it takes milliseconds
 
 
 def test_too_long_an_expression_is_refused() -> None:
