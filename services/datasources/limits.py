@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 from uuid import UUID
@@ -31,6 +30,7 @@ from services.datasources import messages
 from services.datasources.settings import DataSourcesSettings
 from shared.errors import QuotaExceeded, TooManyRequests
 from shared.i18n import Message
+from shared.ratelimit import SlidingWindow
 
 WINDOW_S = 60.0
 
@@ -44,51 +44,16 @@ class DataSourceQuotaExceeded(QuotaExceeded):
     default_message = messages.QUOTA_EXCEEDED
 
 
-class SlidingWindow:
-    """At most `limit` events per key in any `window_s` seconds (the oldest keys are forgotten
-    beyond `max_keys`, so memory stays bounded)."""
-
-    def __init__(
-        self,
-        limit: int,
-        window_s: float = WINDOW_S,
-        *,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self._window_s = window_s
-        self._max_keys = max_keys
-        self._clock = clock
-        self._events: OrderedDict[Hashable, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, key: Hashable) -> float:
-        """Count one event for `key` and return 0, or count nothing and return the seconds to
-        wait until one is allowed again."""
-        now = self._clock()
-        with self._lock:
-            times = self._events.pop(key, None) or deque()
-            while times and times[0] <= now - self._window_s:
-                times.popleft()
-            if len(times) >= self.limit:
-                self._events[key] = times
-                return times[len(times) - self.limit] + self._window_s - now
-            times.append(now)
-            self._events[key] = times  # most recently used last
-            while len(self._events) > self._max_keys:
-                self._events.popitem(last=False)
-            return 0.0
-
-
 class DataSourceLimits:
     def __init__(
         self, settings: DataSourcesSettings, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.max_sources = settings.max_data_sources_per_user
-        self._tests = SlidingWindow(settings.max_data_source_tests_per_minute_per_user, clock=clock)
+        self._tests = SlidingWindow(
+            settings.max_data_source_tests_per_minute_per_user, WINDOW_S, clock=clock
+        )
         self._queries = SlidingWindow(
-            settings.max_data_source_queries_per_minute_per_user, clock=clock
+            settings.max_data_source_queries_per_minute_per_user, WINDOW_S, clock=clock
         )
         self._creating: dict[UUID, threading.Lock] = {}
         self._creating_lock = threading.Lock()

@@ -105,7 +105,7 @@ def test_memory_is_bounded_by_the_number_of_keys() -> None:
     t = throttle(Clock(), keys=10)
     for i in range(1000):
         t.attempt(f"user{i}", f"10.0.{i // 250}.{i % 250}")
-    assert len(t._limiter._attempts) == 10
+    assert len(t._accounts._events) == len(t._addresses._events) == 10
 
 
 def test_registrations_are_counted_per_address_successful_or_not() -> None:

@@ -3,7 +3,6 @@ files from the old shared directory into their owners' directories."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from services.datasources.limits import (
     DataSourceLimits,
     DataSourceQuotaExceeded,
     DataSourceRateLimited,
-    SlidingWindow,
 )
 from services.datasources.settings import DataSourcesSettings
 
@@ -57,40 +55,6 @@ def test_tests_are_limited_per_user_with_retry_after() -> None:
         limits.count_query(alice)  # queries have their own budget
     clock.now += 57
     limits.count_test(alice)
-
-
-def test_refused_attempts_are_not_counted() -> None:
-    clock = Clock()
-    window = SlidingWindow(2, 60, clock=clock)
-    assert window.take("k") == window.take("k") == 0
-    for _ in range(100):
-        assert window.take("k") > 0
-    clock.now += 60.5
-    assert window.take("k") == 0
-
-
-def test_parallel_requests_cannot_all_slip_under_the_limit() -> None:
-    window = SlidingWindow(10, 60)
-    admitted: list[bool] = []
-    barrier = threading.Barrier(40)
-
-    def attempt() -> None:
-        barrier.wait()
-        admitted.append(window.take("k") == 0)
-
-    threads = [threading.Thread(target=attempt) for _ in range(40)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert admitted.count(True) == 10
-
-
-def test_the_window_forgets_the_oldest_keys() -> None:
-    window = SlidingWindow(1, 60, max_keys=3)
-    for key in range(10):
-        window.take(key)
-    assert window.take(0) == 0  # forgotten, so allowed again: memory stays bounded
 
 
 def test_the_quota_counts_live_sources() -> None:
