@@ -6,13 +6,11 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordBearer
 
 from services.datasources.application import Actor, DataSourceNotFound, DataSourcesApplication
 from services.datasources.connectors import ConnectorPool
 from services.datasources.readmodel import DataSourceList
-from shared.errors import Unauthorized
-from shared.security.deps import LOGIN_URL, CurrentPrincipal, token_service
+from shared.security.deps import BearerToken, CurrentPrincipal, token_service
 from shared.security.grants import QueryGrants
 from shared.security.tokens import InvalidToken
 
@@ -39,14 +37,9 @@ def _actor(principal: CurrentPrincipal) -> Actor:
     return Actor(principal.user_id, principal.is_admin)
 
 
-_bearer = OAuth2PasswordBearer(tokenUrl=LOGIN_URL, auto_error=False)
-
-
-def _query_actor(request: Request, token: Annotated[str | None, Depends(_bearer)]) -> Actor:
+def _query_actor(request: Request, token: BearerToken) -> Actor:
     """Who runs a query: a signed-in user, or a worker with a query grant for a workflow's
     owner (the only thing a grant is good for; the gateway does not accept one)."""
-    if not token:
-        raise Unauthorized
     try:
         return _actor(token_service(request).verify(token))
     except InvalidToken:

@@ -25,11 +25,17 @@ def token_service(request: Request) -> TokenService:
     return tokens
 
 
-def current_principal(
-    request: Request, token: Annotated[str | None, Depends(_bearer)]
-) -> Principal:
+def bearer_token(token: Annotated[str | None, Depends(_bearer)]) -> str:
+    """The bearer token sent, not yet verified; 401 when there is none."""
     if not token:
         raise Unauthorized
+    return token
+
+
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
+def current_principal(request: Request, token: BearerToken) -> Principal:
     return token_service(request).verify(token)
 
 
