@@ -54,7 +54,12 @@ class LocalizedError(Exception):
     def __init__(self, message: Message, **params: Any) -> None:
         self.message = message
         self.params = params
-        super().__init__(message.render("en", **params))
+        super().__init__(self.render("en"))
 
     def render(self, language: Language) -> str:
-        return self.message.render(language, **self.params)
+        # A parameter may itself be a Message (a reason in words): it speaks the same language.
+        params = {
+            name: value.render(language) if isinstance(value, Message) else value
+            for name, value in self.params.items()
+        }
+        return self.message.render(language, **params)

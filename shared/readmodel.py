@@ -1,16 +1,20 @@
 """Read models: tables projected from a service's event store, for listing, search and sorting.
 
 They live beside the events (a SQLite file of their own, or the service's PostgreSQL schema)
-and are rebuilt from the events at will, so nothing in them is ever the only copy.
+and are rebuilt from the events at will, so nothing in them is ever the only copy. That is
+also how they are upgraded: a projection declares a version, and a start that finds rows of
+another version drops its tables and projects them again (docs/upgrades.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -53,12 +57,23 @@ def read_model_metadata(settings: ServiceSettings) -> sa.MetaData:
     return sa.MetaData(schema=settings.postgres_schema if settings.store == "postgres" else None)
 
 
+TRACKING_TABLE = "projection_tracking"
+
+
 def tracking_table(metadata: sa.MetaData) -> sa.Table:
+    """Each projection's position in the notification log, and the version of the projection
+    that wrote its rows (one table for every projection of a service)."""
+    key = f"{metadata.schema}.{TRACKING_TABLE}" if metadata.schema else TRACKING_TABLE
+    if key in metadata.tables:
+        return metadata.tables[key]
     return sa.Table(
-        "projection_tracking",
+        TRACKING_TABLE,
         metadata,
         sa.Column("name", sa.String(100), primary_key=True),
         sa.Column("position", sa.BigInteger, nullable=False),
+        # Rows tracked before versions were recorded were written by version 1: the shapes
+        # of that time are version 1 of each projection.
+        sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     )
 
 
@@ -83,6 +98,7 @@ def rewrite_rows(
 
 # Applies the current state of the given aggregates to the read model, in one transaction.
 Refresh = Callable[[Connection, Iterable[UUID]], None]
+_NOTHING_YET = "nothing projected yet"
 
 
 class Projection:
@@ -92,6 +108,19 @@ class Projection:
     aggregates they touch from those aggregates' current state, and stores the new position in
     the same transaction: a crash repeats work but never skips or half-applies it. Because a
     row is always rewritten from the aggregate, applying a notification twice changes nothing.
+
+    `version` is the version of what the projection writes. Bump it (the read model's
+    `VERSION`) when its tables change (a column or an index added, dropped, renamed or
+    retyped), or when rows already written would now come out differently (a value computed
+    another way, or an upcaster that fills a value a row shows): rows are only rewritten when
+    their aggregate changes, so without a bump old rows keep the old shape or meaning. A change
+    to queries only, or a new event that old rows never saw, needs no bump.
+
+    The tracking row keeps the version that wrote the rows. `create_tables()`, at start,
+    compares: on a difference it drops the projection's own tables, creates them as declared,
+    sets the position to 0 and catches up from the first event (docs/upgrades.md). A table
+    whose columns are not the declared ones is rebuilt the same way, a net for a forgotten
+    bump; a change of meaning shows only in the version.
     """
 
     def __init__(
@@ -102,16 +131,23 @@ class Projection:
         metadata: sa.MetaData,
         refresh: Refresh,
         *,
+        version: int,
+        tables: Sequence[sa.Table],
         batch_size: int = 500,
     ) -> None:
+        if version < 1:
+            raise ValueError(f"projection {name}: version must be 1 or more, not {version}")
         self.name = name
+        self.version = version
         self._application = application
         self._engine = engine
-        self._metadata = metadata
+        self._tables = list(tables)  # its own: dropped and created again on a rebuild
         self._tracking = tracking_table(metadata)
         self._refresh = refresh
         self._batch_size = batch_size
         self._lock = threading.Lock()
+        self._prepared = False
+        self._foreign_version: int | None = None  # another version owns the rows (warned)
         # The furthest position this process saw applied (by itself or another replica).
         self._seen = 0
         # A SQLite store has one writer, this process: until it saves again there is nothing
@@ -121,8 +157,38 @@ class Projection:
         self._saved_since = True
         application.add_save_listener(self._saved)
 
-    def create_tables(self) -> None:
-        self._metadata.create_all(self._engine, checkfirst=True)
+    def create_tables(self) -> bool:
+        """Make the tables ready, at start: create what is missing and, when the rows were
+        written by another version of this projection (or a table's columns are not the
+        declared ones, or nothing was projected yet), rebuild them from the events before
+        returning. Returns whether it rebuilt.
+
+        Replicas may start at once: the check and the reset run in one transaction that holds
+        a lock for the service's projections (a PostgreSQL advisory lock; SQLite's write lock),
+        so one replica resets and the others then find the new version and only catch up,
+        taking turns batch by batch. A rebuild stopped half-way (killed, timed out) resumes
+        from its last batch at the next start: the version is stored with the reset."""
+        with self._lock:
+            with self._writing(exclusive=True) as conn:
+                reason = self._stale(conn)
+                if reason is not None:
+                    self._reset(conn)
+            self._prepared = True
+        if reason is None:
+            return False
+        level = logging.INFO if reason == _NOTHING_YET else logging.WARNING
+        log.log(level, "projection %s: %s; projecting it from the events", self.name, reason)
+        started = time.perf_counter()
+        applied = self.catch_up(look=True)
+        log.log(
+            level,
+            "projection %s (version %d) built from %d events in %.1f s",
+            self.name,
+            self.version,
+            applied,
+            time.perf_counter() - started,
+        )
+        return True
 
     def position(self) -> int:
         with self._engine.connect() as conn:
@@ -131,10 +197,20 @@ class Projection:
             ).scalar()
         return int(value or 0)
 
+    def stored_version(self) -> int | None:
+        """The version that wrote the rows, as tracked; None before the first start."""
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                sa.select(self._tracking.c.version).where(self._tracking.c.name == self.name)
+            ).scalar()
+        return None if value is None else int(value)
+
     def catch_up(self, *, look: bool = False) -> int:
         """Apply everything stored since the last position; return how many notifications.
         `look`: ask the store even when this process saved nothing (another process may have
         written it: the background runner's poll)."""
+        if not self._prepared:
+            self.create_tables()  # a read before the start hook ran: never on stale tables
         if not look and self._nothing_new():
             return 0
         applied = 0
@@ -162,24 +238,112 @@ class Projection:
         self._saved_since = True
 
     def rebuild(self) -> int:
-        """Forget every row and the position, then project the whole log again."""
-        with self._lock, self._engine.begin() as conn:
-            self._seen = 0
-            self._saved_since = True
-            for table in reversed(self._metadata.sorted_tables):
-                if table is self._tracking:
-                    conn.execute(table.delete().where(table.c.name == self.name))
-                else:
-                    conn.execute(table.delete())
+        """Drop the tables and the position, create the tables as declared, then project the
+        whole log again (under the same lock as `create_tables`)."""
+        with self._lock:
+            with self._writing(exclusive=True) as conn:
+                self._ensure_tracking(conn)
+                self._reset(conn)
+            self._prepared = True
         return self.catch_up(look=True)
 
+    # -- versions ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writing(self, *, exclusive: bool = False) -> Iterator[Connection]:
+        """A transaction that writes the projection's rows. `exclusive`: no other process's
+        `create_tables` or `rebuild` runs beside it."""
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Take the write lock first, waiting for it: pysqlite would begin on the first
+                # write, and a read transaction that then wants to write while another
+                # connection writes fails at once ("database is locked"). pysqlite would also
+                # run DDL outside any transaction: the check and the reset are one atomic step.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif exclusive and conn.dialect.name == "postgresql":
+                # Held to the transaction's end. One key per tracking table: its column may be
+                # added here, and projections of one service share it.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._lock_key())))
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def _lock_key(self) -> int:
+        name = f"agentflow.readmodel:{self._tracking.schema or ''}.{self._tracking.name}"
+        digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    def _ensure_tracking(self, conn: Connection) -> None:
+        """The tracking table exists and has its `version` column (added to a table made
+        before versions were recorded; its rows become version 1)."""
+        self._tracking.create(conn, checkfirst=True)
+        columns = sa.inspect(conn).get_columns(self._tracking.name, schema=self._tracking.schema)
+        if "version" not in {column["name"] for column in columns}:
+            name = conn.dialect.identifier_preparer.format_table(self._tracking)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {name} ADD COLUMN version INTEGER NOT NULL DEFAULT 1"
+            )
+
+    def _stale(self, conn: Connection) -> str | None:
+        """Why the rows cannot be caught up as they are; None when they can."""
+        self._ensure_tracking(conn)
+        query = sa.select(self._tracking.c.version).where(self._tracking.c.name == self.name)
+        if conn.dialect.name == "postgresql":
+            # Wait for a replica's batch in flight, and keep the next out until this commits
+            # (taken before any table lock, so the two never wait on each other).
+            query = query.with_for_update()
+        stored = conn.execute(query).scalar()
+        if stored is None:
+            return _NOTHING_YET
+        if stored != self.version:
+            return f"its rows were written by version {stored}, this is version {self.version}"
+        inspector = sa.inspect(conn)
+        for table in self._tables:
+            if not inspector.has_table(table.name, schema=table.schema):
+                return f"table {table.name} is missing"
+            found = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+            declared = {column.name for column in table.columns}
+            if found != declared:
+                log.error(
+                    "projection %s: table %s has columns %s, version %d declares %s: bump "
+                    "its version when its shape changes (docs/upgrades.md)",
+                    self.name,
+                    table.name,
+                    sorted(found),
+                    self.version,
+                    sorted(declared),
+                )
+                return f"table {table.name} does not have the declared columns"
+        return None
+
+    def _reset(self, conn: Connection) -> None:
+        for table in reversed(self._tables):
+            table.drop(conn, checkfirst=True)
+        for table in self._tables:
+            table.create(conn)
+        conn.execute(self._tracking.delete().where(self._tracking.c.name == self.name))
+        conn.execute(
+            self._tracking.insert().values(name=self.name, position=0, version=self.version)
+        )
+        self._seen = 0
+        self._saved_since = True
+        self._foreign_version = None
+
     def _apply_batch(self) -> int:
-        with self._engine.begin() as conn:
-            query = sa.select(self._tracking.c.position).where(self._tracking.c.name == self.name)
+        with self._writing() as conn:
+            query = sa.select(self._tracking.c.position, self._tracking.c.version).where(
+                self._tracking.c.name == self.name
+            )
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update()  # replicas take turns; none applies a stale batch
             row = conn.execute(query).first()
-            position = int(row[0]) if row else 0
+            if row is not None and row.version != self.version:
+                self._foreign(row.version)
+                return 0
+            position = int(row.position) if row else 0
             notifications = self._application.recorder.select_notifications(
                 position, self._batch_size, inclusive_of_start=False
             )
@@ -190,7 +354,11 @@ class Projection:
             self._refresh(conn, touched)
             last = notifications[-1].id
             if row is None:
-                conn.execute(self._tracking.insert().values(name=self.name, position=last))
+                conn.execute(
+                    self._tracking.insert().values(
+                        name=self.name, position=last, version=self.version
+                    )
+                )
             else:
                 conn.execute(
                     self._tracking.update()
@@ -199,6 +367,20 @@ class Projection:
                 )
         self._seen = max(self._seen, last)  # committed
         return len(notifications)
+
+    def _foreign(self, version: int) -> None:
+        """Another release rebuilt the rows for its version while this process runs (a
+        rolling update, or a rollback): this one no longer writes them, so neither version's
+        rows are mixed into the other's. Its reads show what the other version wrote."""
+        if self._foreign_version != version:
+            self._foreign_version = version
+            log.warning(
+                "projection %s: its rows are now version %d's, this process projects version "
+                "%d: it stops projecting until it is replaced or restarted",
+                self.name,
+                version,
+                self.version,
+            )
 
 
 class ProjectionRunner:

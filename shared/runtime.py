@@ -8,7 +8,7 @@ from shared.bus.client import JetStreamBus
 from shared.bus.outbox import OutboxRelay, Translator
 from shared.eventstore import EventSourcedApplication
 from shared.readmodel import Projection, ProjectionRunner
-from shared.web.health import ReadinessCheck
+from shared.web.health import DependencyCheck
 
 
 class ServiceRuntime:
@@ -36,7 +36,9 @@ class ServiceRuntime:
         await self.bus.close()
         await asyncio.to_thread(self.application.close)
 
-    def readiness(self) -> dict[str, ReadinessCheck]:
+    def dependencies(self) -> dict[str, DependencyCheck]:
+        """What `/diagnostics` and `agentflow_dependency_up` report (not readiness, ADR 0008)."""
+
         async def store() -> bool:
             return await asyncio.to_thread(self.application.store_is_reachable)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,29 @@ from tests.support.stores import (
     temporary_postgres_database,
 )
 
+# Settings read in tests (and by processes started with this environment) come from the test
+# and its environment alone, never from a developer's .env in the checkout.
+os.environ["AGENTFLOW_ENV_FILE"] = ""
+
 # The platform fixtures (stack, fresh_stack, fake_llm) and the printed figures serve every suite.
 pytest_plugins = ["tests.support.platform_fixtures", "tests.support.figures"]
+
+# The per-test limit of [tool.pytest.ini_options] `timeout` is sized for `make test`; the long
+# suites (`make chaos`, `make security`) run the same tests at full size, so there each test
+# gets this one unless it sets its own with @pytest.mark.timeout.
+LONG_SUITE_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Imported here: importing a pytest_plugins module at the top would keep pytest from
+    # rewriting its asserts.
+    from tests.support.figures import LONG
+
+    if not LONG:
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LONG_SUITE_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")

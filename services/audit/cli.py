@@ -1,14 +1,23 @@
-"""`agentflow-audit`: replay and verify the platform's event history (an operator's tool; it
-reads the services' stores and the `EVENTS` stream directly, with the services' settings).
+"""`agentflow-audit`: replay and verify the platform's event history.
 
-    agentflow-audit stream [--from-seq N | --since TIME] [filters] [--format jsonl|table]
-    agentflow-audit store SERVICE [--from N] [filters] [--format jsonl|table]
-    agentflow-audit history SERVICE AGGREGATE_ID [--at VERSION]
-    agentflow-audit verify SERVICE            # every stored event published once, and only those
-    agentflow-audit rebuild-check SERVICE     # a read model rebuilt from zero equals the live one
+An operator's tool: it reads the services' stores and the EVENTS stream directly, with the
+services' settings (AGENTFLOW_* variables, or a .env file in the working directory).
 
-Filters: --aggregate TYPE, --id AGGREGATE_ID, --type EVENT_TYPE, --user USER_ID. Secrets and
-password hashes are redacted in everything printed. Exit code 1 when a check fails.
+    agentflow-audit stream [--from-seq N | --since TIME] [filters]   # the EVENTS stream
+    agentflow-audit store SERVICE [--from N] [filters]              # one service's store
+    agentflow-audit history SERVICE AGGREGATE_ID [--at VERSION]     # one aggregate
+    agentflow-audit verify SERVICE          # every stored event published once, and only those
+    agentflow-audit rebuild-check SERVICE   # a read model rebuilt from zero equals the live one
+
+Filters: --aggregate TYPE, --id AGGREGATE_ID, --type EVENT_TYPE, --user USER_ID.
+stream and store print JSON lines by default (--format table for a table); history, verify
+and rebuild-check print tables (--json for JSON). A replay shows its progress on stderr when
+that is a terminal. A replay of the stream reads up to the stream's last sequence as it was
+when the replay began; events published meanwhile are left for the next run.
+
+Secrets and password hashes are redacted in everything printed. Exit status: 0 done, 1 a
+check failed (or no such aggregate), 2 a setting or an argument is wrong, 3 the EVENTS stream
+could not be read to its end (NATS unreachable, no stream, or it stopped delivering).
 """
 
 from __future__ import annotations
@@ -19,23 +28,31 @@ import importlib
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 from uuid import UUID
 
-import nats
+import nats.errors
+import nats.js.errors
 import sqlalchemy as sa
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from services.audit import output
+from services.audit.replay import ReplayIncomplete, stored_events, stream_messages
 from shared.bus.envelope import msg_id
-from shared.bus.streams import EVENTS_STREAM
 from shared.eventstore import EventSourcedApplication
-from shared.history import aggregate_history, event_record, json_safe, state_at
+from shared.history import AggregateUnknown, aggregate_history, event_record, json_safe, state_at
 from shared.readmodel import read_model_engine, read_model_metadata
-from shared.settings import ServiceSettings
+from shared.settings import PlatformSettings, ServiceSettings
+from shared.settings_loading import SETTINGS_HELP as TOOL_SETTINGS_HELP
+from shared.settings_loading import load_settings
+
+PROG = "agentflow-audit"
+CHECK_FAILED, UNREACHABLE = 1, 3
+SETTINGS_HELP = f"""\
+{TOOL_SETTINGS_HELP}
+In the checkout, `make audit ARGS="verify executor"` runs it with `make run`'s settings."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,10 @@ SERVICES: dict[str, ServiceParts] = {
 }
 
 
+class Unreachable(RuntimeError):
+    """The EVENTS stream could not be read to its end: the replay's result would be wrong."""
+
+
 def _load(path: str) -> Any:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -80,7 +101,7 @@ def _load(path: str) -> Any:
 
 def _open(service: str) -> tuple[ServiceSettings, EventSourcedApplication]:
     parts = SERVICES[service]
-    settings = _load(parts.settings)()
+    settings: ServiceSettings = load_settings(_load(parts.settings), PROG, tool=True)
     return settings, _load(parts.application)(settings)
 
 
@@ -105,122 +126,87 @@ class Filters:
         return not (self.user and self.user not in json.dumps(record.get("data", {})))
 
 
-class Printer:
-    """JSON lines, or a table of the main columns; progress on stderr for long replays."""
-
-    def __init__(self, fmt: str, out: TextIO = sys.stdout, total: int | None = None) -> None:
-        self._fmt = fmt
-        self._out = out
-        self._total = total
-        self._seen = 0
-        if fmt == "table":
-            out.write(f"{'position':>9}  {'time':<32} {'type':<34} {'aggregate id':<36} ver\n")
-
-    def __call__(self, position: int, record: dict[str, Any]) -> None:
-        if self._fmt == "jsonl":
-            self._out.write(json.dumps({"position": position, **record}, ensure_ascii=False))
-            self._out.write("\n")
-        else:
-            when = str(record.get("timestamp") or record.get("occurred_at", ""))
-            self._out.write(
-                f"{position:>9}  {when:<32} {record.get('type', ''):<34} "
-                f"{record.get('aggregate_id', ''):<36} {record.get('version', '')}\n"
-            )
-
-    def progress(self, position: int) -> None:
-        self._seen += 1
-        if self._total and sys.stderr.isatty() and self._seen % 1000 == 0:
-            done = min(100, int(100 * position / self._total))
-            bar = "#" * (done // 5)
-            sys.stderr.write(f"\r[{bar:<20}] {done:3d}% {position}/{self._total}")
-        if self._total and position >= self._total and sys.stderr.isatty():
-            sys.stderr.write("\n")
-
-
 # -- the store ---------------------------------------------------------------------------
-
-
-def stored_events(app: EventSourcedApplication, start: int) -> Iterator[tuple[int, Any]]:
-    position = max(0, start - 1)
-    while True:
-        page = app.recorder.select_notifications(position, 500, inclusive_of_start=False)
-        if not page:
-            return
-        for notification in page:
-            yield notification.id, app.mapper.to_domain_event(notification)
-        position = page[-1].id
 
 
 def cmd_store(args: argparse.Namespace, filters: Filters) -> int:
     _, app = _open(args.service)
+    printer = output.RecordPrinter(args.format, f"{args.service} store")
     try:
-        printer = Printer(args.format, total=app.recorder.max_notification_id())
-        for position, event in stored_events(app, args.from_position):
-            record = event_record(event)
-            printer.progress(position)
-            if filters.admit(record):
-                printer(position, record)
+        with output.progress_bar(f"{args.service} store") as progress:
+            for position, event in stored_events(app, args.from_position, progress):
+                record = event_record(event)
+                if filters.admit(record):
+                    printer(position, record)
     finally:
         app.close()
+    printer.finish()
     return 0
 
 
 def cmd_history(args: argparse.Namespace, filters: Filters) -> int:
-    _, app = _open(args.service)
     try:
         aggregate_id = UUID(args.aggregate_id)
-        for record in aggregate_history(app, aggregate_id):
-            print(json.dumps(record, ensure_ascii=False))
+    except ValueError:
+        print(f"{PROG}: {args.aggregate_id!r} is not an aggregate id (a UUID)", file=sys.stderr)
+        return CHECK_FAILED
+    _, app = _open(args.service)
+    try:
+        records = aggregate_history(app, aggregate_id)
         state = state_at(app, aggregate_id, args.at)
-        print(json.dumps({"state_at_version": state}, ensure_ascii=False))
+    except AggregateUnknown:
+        print(f"{PROG}: {args.service} has no aggregate {aggregate_id}", file=sys.stderr)
+        return CHECK_FAILED
     finally:
         app.close()
+    if args.format == "json":
+        for record in records:
+            output.print_json(record)
+        output.print_json({"state_at_version": state})
+    else:
+        output.history_tables(records, state, args.at)
     return 0
 
 
 # -- the stream --------------------------------------------------------------------------
 
 
-async def stream_envelopes(
-    nats_url: str, from_seq: int | None, since: datetime | None
-) -> tuple[int, list[tuple[int, str, dict[str, Any]]]]:
-    """(last sequence, [(sequence, Nats-Msg-Id, envelope)]) of the EVENTS stream."""
-    nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=1)
+async def _replay(
+    nats_url: str,
+    from_seq: int | None,
+    since: datetime | None,
+    on_message: Callable[[int, str, dict[str, Any]], None],
+) -> int:
+    """Feeds every message to `on_message`; returns the last sequence read (0: none)."""
+    last = 0
     try:
-        js = nc.jetstream()
-        info = await js.stream_info(EVENTS_STREAM)
-        config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL)
-        if from_seq is not None:
-            config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, from_seq
-        elif since is not None:
-            config.deliver_policy = DeliverPolicy.BY_START_TIME
-            config.opt_start_time = since
-        sub = await js.pull_subscribe("events.>", stream=EVENTS_STREAM, config=config)
-        found: list[tuple[int, str, dict[str, Any]]] = []
-        while True:
-            try:
-                batch = await sub.fetch(500, timeout=1.0)
-            except (NatsTimeout, TimeoutError):
-                break
-            for message in batch:
-                headers = message.headers or {}
-                sequence = message.metadata.sequence.stream
-                found.append((sequence, headers.get("Nats-Msg-Id", ""), json.loads(message.data)))
-        await sub.unsubscribe()
-        return int(info.state.last_seq), found
-    finally:
-        await nc.close()
+        with output.progress_bar("EVENTS stream") as progress:
+            async for message in stream_messages(
+                nats_url, from_seq=from_seq, since=since, progress=progress
+            ):
+                on_message(message.sequence, message.msg_id, message.envelope)
+                last = message.sequence
+    except ReplayIncomplete as exc:
+        raise Unreachable(str(exc)) from exc
+    except nats.js.errors.NotFoundError as exc:
+        raise Unreachable(
+            f"the NATS server at {nats_url} has no EVENTS stream (has no service started there?)"
+        ) from exc
+    except (nats.errors.Error, OSError) as exc:
+        raise Unreachable(f"cannot read the EVENTS stream at {nats_url}: {exc!r}") from exc
+    return last
 
 
 def cmd_stream(args: argparse.Namespace, filters: Filters) -> int:
-    settings = ServiceSettings()
-    since = datetime.fromisoformat(args.since) if args.since else None
-    last, envelopes = asyncio.run(stream_envelopes(settings.nats_url, args.from_seq, since))
-    printer = Printer(args.format, total=last)
-    for sequence, _, envelope in envelopes:
-        printer.progress(sequence)
+    settings = load_settings(PlatformSettings, PROG, tool=True)
+    printer = output.RecordPrinter(args.format, "EVENTS stream")
+
+    def show(sequence: int, _: str, envelope: dict[str, Any]) -> None:
         if filters.admit(envelope):
             printer(sequence, envelope)
+
+    asyncio.run(_replay(settings.nats_url, args.from_seq, args.since, show))
+    printer.finish()
     return 0
 
 
@@ -232,15 +218,21 @@ def cmd_verify(args: argparse.Namespace, filters: Filters) -> int:
     settings, app = _open(args.service)
     translate: Callable[[Any], Any] = _load(SERVICES[args.service].translator)
     try:
-        expected = {
-            msg_id(str(event.originator_id), event.originator_version)
-            for _, event in stored_events(app, 1)
-            if translate(event) is not None
-        }
+        with output.progress_bar(f"{args.service} store") as progress:
+            expected = {
+                msg_id(str(event.originator_id), event.originator_version)
+                for _, event in stored_events(app, 1, progress)
+                if translate(event) is not None
+            }
     finally:
         app.close()
-    _, envelopes = asyncio.run(stream_envelopes(settings.nats_url, None, None))
-    published = Counter(m for _, m, e in envelopes if e.get("source") == args.service)
+    published: Counter[str] = Counter()
+
+    def count(_: int, message_id: str, envelope: dict[str, Any]) -> None:
+        if envelope.get("source") == args.service:
+            published[message_id] += 1
+
+    last = asyncio.run(_replay(settings.nats_url, None, None, count))
     missing = sorted(expected - set(published))
     twice = sorted(m for m, n in published.items() if n > 1)
     unknown = sorted(set(published) - expected)
@@ -251,10 +243,14 @@ def cmd_verify(args: argparse.Namespace, filters: Filters) -> int:
         "missing": len(missing),
         "duplicates": len(twice),
         "unknown": len(unknown),
+        "stream_last_sequence": last,
         "examples": {"missing": missing[:5], "duplicates": twice[:5], "unknown": unknown[:5]},
     }
-    print(json.dumps(report, ensure_ascii=False))
-    return 0 if not (missing or twice or unknown) else 1
+    if args.format == "json":
+        output.print_json(report)
+    else:
+        output.verify_table(report)
+    return 0 if not (missing or twice or unknown) else CHECK_FAILED
 
 
 def _rows(engine: sa.Engine, table: sa.Table) -> list[dict[str, Any]]:
@@ -270,9 +266,7 @@ def _rows(engine: sa.Engine, table: sa.Table) -> list[dict[str, Any]]:
 def cmd_rebuild_check(args: argparse.Namespace, filters: Filters) -> int:
     """Project the service's list again, into a scratch SQLite database, and compare."""
     parts = SERVICES[args.service]
-    if parts.read_model is None:
-        print(json.dumps({"service": args.service, "error": "no read model"}))
-        return 1
+    assert parts.read_model is not None  # argparse offers only services that have one
     settings, app = _open(args.service)
     model_class = _load(parts.read_model)
     live_engine = read_model_engine(settings)
@@ -294,42 +288,128 @@ def cmd_rebuild_check(args: argparse.Namespace, filters: Filters) -> int:
         app.close()
     differ = [a["id"] for a, b in zip(live_rows, rebuilt_rows, strict=False) if a != b]
     equal = len(live_rows) == len(rebuilt_rows) and not differ
-    print(json.dumps({"service": args.service, "events_replayed": applied, "rows": len(live_rows),
-                      "rebuilt_rows": len(rebuilt_rows), "equal": equal,
-                      "differing_ids": differ[:5]}))  # fmt: skip
-    return 0 if equal else 1
+    report = {
+        "service": args.service,
+        "events_replayed": applied,
+        "rows": len(live_rows),
+        "rebuilt_rows": len(rebuilt_rows),
+        "equal": equal,
+        "differing_ids": differ[:5],
+    }
+    if args.format == "json":
+        output.print_json(report)
+    else:
+        output.rebuild_table(report)
+    return 0 if equal else CHECK_FAILED
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentflow-audit", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+# -- the command line --------------------------------------------------------------------
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"give {text!r} a time zone, e.g. 2026-11-23T10:00:00+00:00 (a bare time could be "
+            "any zone)"
+        )
+    return moment
+
+
+def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, epilog=SETTINGS_HELP, formatter_class=raw
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=summary, description=description, epilog=SETTINGS_HELP, formatter_class=raw
+        )
+
+    def output_format(sub: argparse.ArgumentParser, choices: tuple[str, str]) -> None:
+        machine = "jsonl" if "jsonl" in choices else "json"
+        sub.add_argument(
+            "--format", choices=choices, default=choices[0], help=f"default: {choices[0]}"
+        )
+        sub.add_argument(
+            "--json",
+            dest="format",
+            action="store_const",
+            const=machine,
+            help=f"machine-readable output, the same as --format {machine}",
+        )
 
     def filtered(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--aggregate", help="aggregate type: workflow, execution, user, ...")
         sub.add_argument("--id", dest="aggregate_id", help="one aggregate's id")
         sub.add_argument("--type", dest="event_type", help="event type, e.g. NodeCompleted")
         sub.add_argument("--user", help="events that name this user id")
-        sub.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+        output_format(sub, ("jsonl", "table"))
 
-    stream = commands.add_parser("stream", help="replay the EVENTS stream")
+    services = sorted(SERVICES)
+    service_argument: dict[str, Any] = {
+        "choices": services,
+        "metavar": "SERVICE",
+        "help": f"one of: {', '.join(services)}",
+    }
+    stream = command(
+        "stream",
+        "replay the EVENTS stream",
+        "Replay the EVENTS stream (integration events), from its first event or from the "
+        "given\nsequence or time, up to its last sequence when the replay began.",
+    )
     start = stream.add_mutually_exclusive_group()
     start.add_argument("--from-seq", type=int, help="from this stream sequence")
-    start.add_argument("--since", help="from this time (ISO 8601, with a time zone)")
+    start.add_argument("--since", type=_moment, help="from this time (ISO 8601 with a time zone)")
     filtered(stream)
-    store = commands.add_parser("store", help="replay one service's stored events")
-    store.add_argument("service", choices=sorted(SERVICES))
-    store.add_argument("--from", dest="from_position", type=int, default=1)
+    store = command(
+        "store",
+        "replay one service's stored events",
+        "Replay one service's stored domain events, in the order they were stored.",
+    )
+    store.add_argument("service", **service_argument)
+    store.add_argument("--from", dest="from_position", type=int, default=1, help="from this id")
     filtered(store)
-    history = commands.add_parser("history", help="one aggregate's events and its state")
-    history.add_argument("service", choices=sorted(SERVICES))
+    history = command(
+        "history",
+        "one aggregate's events and its state",
+        "Every event of one aggregate (a workflow's versions, an execution's steps), then its\n"
+        "state now or after the given version.",
+    )
+    history.add_argument("service", **service_argument)
     history.add_argument("aggregate_id")
     history.add_argument("--at", type=int, help="state after this version (default: now)")
-    verify = commands.add_parser("verify", help="store and EVENTS stream agree")
-    verify.add_argument("service", choices=sorted(SERVICES))
-    rebuild = commands.add_parser("rebuild-check", help="a rebuilt read model equals the live one")
-    rebuild.add_argument("service", choices=sorted(s for s, p in SERVICES.items() if p.read_model))
+    output_format(history, ("table", "json"))
+    verify = command(
+        "verify",
+        "store and EVENTS stream agree",
+        "Check that every publishable event the service stored is in the EVENTS stream "
+        "exactly\nonce, and that nothing else there claims to come from the service. "
+        "Exit status 1 if not.",
+    )
+    verify.add_argument("service", **service_argument)
+    output_format(verify, ("table", "json"))
+    rebuild = command(
+        "rebuild-check",
+        "a rebuilt read model equals the live one",
+        "Rebuild the service's list read model from zero into a scratch database and "
+        "compare it\nwith the live one. Exit status 1 if they differ.",
+    )
+    with_list = sorted(s for s, p in SERVICES.items() if p.read_model)
+    rebuild.add_argument(
+        "service", choices=with_list, metavar="SERVICE", help=f"one of: {', '.join(with_list)}"
+    )
+    output_format(rebuild, ("table", "json"))
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     filters = Filters(
         getattr(args, "aggregate", None),
         getattr(args, "aggregate_id", None),
@@ -343,7 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         "verify": cmd_verify,
         "rebuild-check": cmd_rebuild_check,
     }
-    return handlers[args.command](args, filters)
+    try:
+        return handlers[args.command](args, filters)
+    except Unreachable as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return UNREACHABLE
 
 
 if __name__ == "__main__":

@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
 
 from services.auth.application import UserNotFound
 from services.auth.deps import AuthApp, ClientAddress, RegisterThrottle, Throttle, Tokens
-from services.auth.schemas import MeOut, RegisterRequest, TokenOut, UserOut
+from services.auth.schemas import LoginForm, MeOut, RegisterRequest, TokenOut, UserOut
 from shared.security.deps import CurrentPrincipal
 from shared.security.tokens import InvalidToken
 from shared.web.errors import error_responses
@@ -35,7 +34,7 @@ def register(
 
 @router.post("/login", response_model=TokenOut, responses=error_responses(401, 422, 429, 503))
 def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Depends()],
     auth: AuthApp,
     tokens: Tokens,
     throttle: Throttle,
@@ -52,7 +51,7 @@ def login(
 
 
 @router.get("/me", response_model=MeOut, responses=error_responses(401))
-def me(principal: CurrentPrincipal, auth: AuthApp) -> MeOut:
+def get_current_user(principal: CurrentPrincipal, auth: AuthApp) -> MeOut:
     """The account the bearer token belongs to."""
     try:
         user = auth.get_user(principal.user_id)

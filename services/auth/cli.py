@@ -16,12 +16,23 @@ from services.auth.application import AuthApplication, UserView
 from services.auth.settings import AuthSettings
 from shared.errors import AppError
 from shared.security.tokens import ROLES
+from shared.settings_loading import SETTINGS_HELP, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentflow-auth")
+    parser = argparse.ArgumentParser(
+        prog="agentflow-auth",
+        description=__doc__,
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create-admin", help="create an admin, or promote a user")
+    create = commands.add_parser(
+        "create-admin",
+        help="create an admin, or promote a user",
+        description="Create an admin account, or make an existing account of that name an "
+        "admin. The password comes from AGENTFLOW_ADMIN_PASSWORD, or is asked for.",
+    )
     create.add_argument("--username", required=True)
     create.add_argument("--email", required=True)
     create.add_argument(
@@ -29,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="make an existing account of that name admin even if its email or password differ",
     )
-    role = commands.add_parser("set-role", help="make an existing user an admin or a user")
+    role = commands.add_parser(
+        "set-role",
+        help="make an existing user an admin or a user",
+        description="Make an existing account an admin or a user again; a demotion applies "
+        "to the tokens it already holds at once.",
+    )
     role.add_argument("--username", required=True)
     role.add_argument("--role", required=True, choices=ROLES)
     args = parser.parse_args(argv)
@@ -44,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(command: Callable[[AuthApplication], UserView], outcome: str) -> int:
-    application = AuthApplication(AuthSettings())
+    application = AuthApplication(load_settings(AuthSettings, "agentflow-auth", tool=True))
     try:
         user = command(application)
     except AppError as exc:

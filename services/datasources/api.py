@@ -66,6 +66,14 @@ class SourceUnreachable(BadGateway):
     default_message = messages.SOURCE_UNREACHABLE
 
 
+class SourceAuthFailed(BadRequest):
+    """The source refused the credentials in its config: the user's to fix, not a fault of
+    the source (which answered), so a 4xx that is not worth retrying."""
+
+    default_code = "DATA_SOURCE_AUTH_FAILED"
+    default_message = messages.SOURCE_AUTH_FAILED
+
+
 def _out(view: DataSourceView) -> DataSourceOut:
     return DataSourceOut.model_validate(view, from_attributes=True)
 
@@ -181,7 +189,11 @@ async def query_data_source(
     language: RequestLanguage,
 ) -> QueryOut:
     """Run one read-only query; rows come back as JSON objects. At most
-    `AGENTFLOW_MAX_DATA_SOURCE_QUERIES_PER_MINUTE_PER_USER` a minute (429 with Retry-After)."""
+    `AGENTFLOW_MAX_DATA_SOURCE_QUERIES_PER_MINUTE_PER_USER` a minute (429 with Retry-After).
+
+    Failures: 400 `QUERY_REFUSED` (not read-only), `QUERY_FAILED` (the query is wrong) or
+    `DATA_SOURCE_AUTH_FAILED` (the source refused the credentials in its config); 502
+    `DATA_SOURCE_UNAVAILABLE` (the source cannot be reached or failed); 504 `QUERY_TIMEOUT`."""
     limits.count_query(actor.user_id)
     connection = await asyncio.to_thread(sources.connection, actor, source_id)
     connector = await _connector(connectors, connection)
@@ -218,4 +230,6 @@ def _query_error(exc: ConnectorError, language: Language) -> Exception:
         return QueryFailed(reason=reason)
     if exc.kind == "timeout":
         return QueryTimeout(reason=reason)
+    if exc.kind == "auth":
+        return SourceAuthFailed(reason=reason)
     return SourceUnreachable(reason=reason)

@@ -11,24 +11,41 @@ from services.datasources.json_files import copy_into_owner_dirs
 from services.datasources.readmodel import DataSourceList
 from services.datasources.settings import DataSourcesSettings
 from shared.readmodel import read_model_engine, read_model_metadata
+from shared.settings_loading import SETTINGS_HELP, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentflow-datasources")
+    parser = argparse.ArgumentParser(
+        prog="agentflow-datasources",
+        description=__doc__,
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "rotate-secrets",
         help="re-encrypt every data source's secrets with the first of AGENTFLOW_SECRETS_KEYS",
+        description="Re-encrypt every data source's secrets with the first key of "
+        "AGENTFLOW_SECRETS_KEYS (put the new key first, restart, run this, then drop the old "
+        "key).",
     )
-    commands.add_parser("rebuild-read-model", help="drop and re-project the data source list")
+    commands.add_parser(
+        "rebuild-read-model",
+        help="drop and re-project the data source list",
+        description="Drop the data source list read model and project it again from every "
+        "stored event.",
+    )
     commands.add_parser(
         "copy-json-files",
         help="copy each json source's file from <json_dir>/<file> (shared by every user "
         "before) to its owner's <json_dir>/<owner id>/<file>",
+        description="Copy each json source's file from <json_dir>/<file> (shared by every "
+        "user before) to its owner's <json_dir>/<owner id>/<file>; files already there are "
+        "kept.",
     )
     args = parser.parse_args(argv)
 
-    settings = DataSourcesSettings()
+    settings = load_settings(DataSourcesSettings, "agentflow-datasources", tool=True)
     application = DataSourcesApplication(settings)
     engine = read_model_engine(settings)
     try:

@@ -20,6 +20,7 @@ import httpx
 import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 MASK: Final = "******"
 
@@ -27,6 +28,32 @@ _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Credentials belong in `auth`, whose values are encrypted; headers are stored in clear.
 _CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+# The rules of the validators below, as JSON Schema for the OpenAPI document (generated
+# clients and forms). Each accepts a part of what its validator accepts, never more; written
+# for both ECMA-262 (JSON Schema's regex dialect) and Python's `re`.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+HOST_NAME_PATTERN: Final = rf"^{_LABEL}(?:\.{_LABEL})*\.?$"
+_HOST_SCHEMA: Final[JsonDict] = {"anyOf": [{"pattern": HOST_NAME_PATTERN}, {"format": "ipv6"}]}
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# httpx reads a host of four numbers as an IPv4 address (and refuses "01.2.3.4"): a name has
+# a letter in its last label.
+_URL_HOST = (
+    rf"(?:{_OCTET}(?:\.{_OCTET}){{3}}"
+    r"|(?:[A-Za-z0-9_~-]+\.)*[A-Za-z0-9_~-]*[A-Za-z_~-][A-Za-z0-9_~-]*\.?)"
+)
+BASE_URL_PATTERN: Final = rf"^https?://{_URL_HOST}(?::[0-9]{{1,5}})?(?:[/?][^#\s\x00-\x1f\x7f]*)?$"
+HEADER_TOKEN_PATTERN: Final = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # noqa: S105 - not a secret
+HEADER_NAME_PATTERN: Final = (  # a token, and no credentials
+    r"^(?![Aa][Uu][Tt][Hh][Oo][Rr][Ii][Zz][Aa][Tt][Ii][Oo][Nn]$"
+    r"|[Pp][Rr][Oo][Xx][Yy]-[Aa][Uu][Tt][Hh][Oo][Rr][Ii][Zz][Aa][Tt][Ii][Oo][Nn]$"
+    r"|[Cc][Oo][Oo][Kk][Ii][Ee]$)[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+)
+_HEADERS_SCHEMA: Final[JsonDict] = {
+    "propertyNames": {"pattern": HEADER_NAME_PATTERN},
+    "additionalProperties": {"type": "string", "pattern": r"^[^\r\n\x00]*$"},
+}
+RELATIVE_PATH_PATTERN: Final = r"^(?!/)(?![\s\S]*(?:^|/)\.\.(?:/|$))[^\\\x00]+$"
 
 
 class _Config(BaseModel):
@@ -51,7 +78,12 @@ def _check_host(value: str) -> str:
 class SqlConfig(_Config):
     """What every SQL database needs: where it is, which database, and who connects."""
 
-    host: str = Field(min_length=1, max_length=253, description="Host name or IP address.")
+    host: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Host name or IP address.",
+        json_schema_extra=_HOST_SCHEMA,
+    )
     port: int = Field(ge=1, le=65535)
     database: str = Field(min_length=1, max_length=64)
     username: str = Field(min_length=1, max_length=128)
@@ -88,6 +120,9 @@ class PostgresConfig(SqlConfig):
 
 
 class NoAuth(_Config):
+    # The discriminator must be sent (`{}` is refused): only a missing `auth` means none.
+    model_config = ConfigDict(json_schema_extra={"required": ["type"]})
+
     type: Literal["none"] = "none"
 
 
@@ -114,6 +149,15 @@ class ApiKeyAuth(_Config):
     value: str | None = Field(default=None, max_length=8192, repr=False, description="Secret.")
     location: Literal["header", "query"] = "header"
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["location"], "properties": {"location": {"const": "query"}}},
+                {"properties": {"name": {"pattern": HEADER_TOKEN_PATTERN}}},
+            ]
+        }
+    )
+
     @model_validator(mode="after")
     def _header_name(self) -> ApiKeyAuth:
         if self.location == "header" and not _HEADER_NAME.match(self.name):
@@ -127,11 +171,30 @@ ApiAuth = Annotated[NoAuth | BearerAuth | BasicAuth | ApiKeyAuth, Field(discrimi
 class ApiConfig(_Config):
     """An HTTP API answering JSON; requests go through the outbound guard."""
 
-    base_url: str = Field(min_length=1, max_length=2048, description="http(s) URL.")
+    # A body needs a method that has one.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"body": {"type": "null"}}},
+                {
+                    "required": ["method"],
+                    "properties": {"method": {"enum": ["POST", "PUT", "PATCH"]}},
+                },
+            ]
+        }
+    )
+
+    base_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="http(s) URL, without credentials or fragment.",
+        json_schema_extra={"pattern": BASE_URL_PATTERN},
+    )
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Sent with every request; stored in clear: put credentials in `auth`.",
+        json_schema_extra=_HEADERS_SCHEMA,
     )
     auth: ApiAuth = Field(default_factory=NoAuth)
     query_params: dict[str, str] = Field(
@@ -143,7 +206,10 @@ class ApiConfig(_Config):
         'that is exactly "{name}" is replaced by the parameter\'s value itself.',
     )
     response_path: str | None = Field(
-        default=None, max_length=2000, description="JMESPath selecting the rows in the response."
+        default=None,
+        max_length=2000,
+        description="JMESPath selecting the rows in the response.",
+        json_schema_extra={"format": "jmespath"},
     )
     timeout: float = Field(default=30.0, gt=0, le=300, description="Seconds.")
 
@@ -203,12 +269,28 @@ class ApiConfig(_Config):
 class JsonConfig(_Config):
     """A JSON document: inline (`data`) or a file under the service's JSON directory."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["data"],
+                    "properties": {"data": {"not": {"type": "null"}}, "file": {"type": "null"}},
+                },
+                {
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string"}, "data": {"type": "null"}},
+                },
+            ]
+        }
+    )
+
     data: Any = Field(default=None, description="The document itself.")
     file: str | None = Field(
         default=None,
         min_length=1,
         max_length=1024,
         description="A path relative to the JSON directory; no absolute paths or '..'.",
+        json_schema_extra={"pattern": RELATIVE_PATH_PATTERN},
     )
 
     @field_validator("file")

@@ -12,6 +12,11 @@ QUERY_TIMEOUT = Message("查询超时:{reason}", "Query timed out: {reason}")
 SOURCE_UNREACHABLE = Message(
     "数据源无法连接:{reason}", "The data source cannot be reached: {reason}"
 )
+SOURCE_AUTH_FAILED = Message(
+    "数据源拒绝了所给的凭据,请检查数据源配置中的用户名、密码或令牌:{reason}",
+    "The data source refused the credentials; check the user name, password or token in the "
+    "data source's config: {reason}",
+)
 SECRETS_UNREADABLE = Message(
     "数据源的密钥无法解密(加密密钥已更换?)",
     "The data source's secrets cannot be decrypted (was the encryption key changed?)",

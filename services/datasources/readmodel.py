@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -46,6 +46,10 @@ class ListQuery:
 
 
 class DataSourceList:
+    # The version of this list's table and of what its rows hold. Bump it when either
+    # changes (see `Projection`, docs/upgrades.md): the next start rebuilds it from the events.
+    VERSION: ClassVar[int] = 1
+
     def __init__(
         self, application: DataSourcesApplication, engine: Engine, metadata: sa.MetaData
     ) -> None:
@@ -53,7 +57,13 @@ class DataSourceList:
         self._engine = engine
         self.table = data_source_table(metadata)
         self.projection = Projection(
-            "data_source_list", application, engine, metadata, self._refresh
+            "data_source_list",
+            application,
+            engine,
+            metadata,
+            self._refresh,
+            version=self.VERSION,
+            tables=[self.table],
         )
 
     def _refresh(self, conn: Connection, aggregate_ids: Iterable[UUID]) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from services.datasources.configs import ApiConfig, JsonConfig, MySQLConfig, PostgresConfig
+from shared.web.openapi import schema_of
 
 SourceType = Literal["mysql", "postgresql", "api", "json"]
 SourceStatus = Literal["inactive", "active", "error"]
@@ -25,15 +30,74 @@ _MYSQL_EXAMPLE: dict[str, Any] = {
 }
 
 
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=2000)]
+
+
+class _NewSource(BaseModel):
+    name: Name
+    description: Description = ""
+
+
+class NewMySQLSource(_NewSource):
+    """MySQL or MariaDB."""
+
+    type: Literal["mysql"]
+    config: MySQLConfig
+
+
+class NewPostgresSource(_NewSource):
+    """PostgreSQL."""
+
+    type: Literal["postgresql"]
+    config: PostgresConfig
+
+
+class NewApiSource(_NewSource):
+    """An HTTP API answering JSON."""
+
+    type: Literal["api"]
+    config: ApiConfig
+
+
+class NewJsonSource(_NewSource):
+    """A JSON document, inline or a file."""
+
+    type: Literal["json"]
+    config: JsonConfig
+
+
+# What `POST /data-sources` takes, one schema per type: how the document describes it.
+NewSource = Annotated[
+    NewMySQLSource | NewPostgresSource | NewApiSource | NewJsonSource, Field(discriminator="type")
+]
+
+
 class DataSourceCreate(BaseModel):
+    """Validated leniently here; the config is then checked by its type's model (the same
+    models `NewSource` documents), so that a bad config answers 422
+    `INVALID_DATA_SOURCE_CONFIG` naming the field."""
+
     model_config = {"json_schema_extra": {"examples": [_MYSQL_EXAMPLE]}}
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     type: SourceType
-    description: str = Field(default="", max_length=2000)
+    description: Description = ""
     config: dict[str, Any] = Field(
         description="By type; docs/data-sources.md lists every field. Secrets are encrypted."
     )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        documented = schema_of(NewSource, handler)
+        documented["examples"] = [_MYSQL_EXAMPLE]
+        documented["description"] = (
+            "A data source: its `config` depends on its `type` (docs/data-sources.md). "
+            "Secrets are stored encrypted and shown masked."
+        )
+        return documented
 
 
 class DataSourceUpdate(BaseModel):

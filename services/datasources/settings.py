@@ -10,6 +10,10 @@ from pydantic import Field, SecretStr, model_validator
 
 from shared.settings import InsecureSettingsError, ServiceSettings, service_port_field
 
+FERNET_EXAMPLE = (
+    "<python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'>"
+)
+
 
 class DataSourcesSettings(ServiceSettings):
     service_name: ClassVar[str] = "datasources"
@@ -21,7 +25,7 @@ class DataSourcesSettings(ServiceSettings):
     # Fernet keys, comma-separated; the first encrypts, every one decrypts. Rotation: put a new
     # key first, restart, run `agentflow-datasources rotate-secrets`, then drop the old key.
     # Unset in development: a key is made once and kept in <data_dir>/datasources-secret.key.
-    secrets_keys: SecretStr = SecretStr("")
+    secrets_keys: SecretStr = Field(default=SecretStr(""), examples=[FERNET_EXAMPLE])
     json_dir: Path | None = Field(
         default=None,
         description="Where json sources' files live, one directory per user "
@@ -40,9 +44,10 @@ class DataSourcesSettings(ServiceSettings):
     def _production_needs_a_key(self) -> DataSourcesSettings:
         if self.environment == "production" and not self.secrets_keys.get_secret_value():
             raise InsecureSettingsError(
-                "AGENTFLOW_SECRETS_KEYS must hold a Fernet key in production "
-                "(python -c 'from cryptography.fernet import Fernet; "
-                "print(Fernet.generate_key().decode())')"
+                "AGENTFLOW_SECRETS_KEYS",
+                "it must hold a Fernet key in production (or run with "
+                "AGENTFLOW_ENVIRONMENT=development, .env.example)",
+                FERNET_EXAMPLE,
             )
         return self
 

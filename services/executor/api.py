@@ -271,7 +271,7 @@ def get_execution(
     response_model=StatusOut,
     responses=error_responses(401, 404),
 )
-def get_status(
+def get_execution_status(
     execution_id: ExecutionId, principal: CurrentPrincipal, executor: Executor
 ) -> StatusOut:
     """Where the run is: status, progress 0–100, the node running now."""

@@ -15,10 +15,14 @@ import httpx
 from shared.i18n import LocalizedError, Message
 from shared.security.grants import QueryGrants
 
+# `status` is the HTTP status and the error_code (`400 DATA_SOURCE_AUTH_FAILED`): a failed
+# node names the code as the API would.
 _REFUSED = Message(
     "数据源查询失败({status}):{detail}", "data source query failed ({status}): {detail}"
 )
 _DOWN = Message("数据源服务不可用:{detail}", "the data sources service is unavailable: {detail}")
+_NO_ANSWER = Message("请求超时", "the request timed out")
+_NO_CONNECTION = Message("无法连接", "it could not be reached")
 _BAD_ID = Message("数据源 id 无效:{id}", "invalid data source id: {id}")
 
 
@@ -62,20 +66,28 @@ class DataSourcesClient:
                 timeout=timeout,
             )
         except httpx.HTTPError as exc:
-            raise DataSourceQueryError(_DOWN, retryable=True, detail=type(exc).__name__) from exc
+            # In words, not httpx's class name: the user reads this in the node's error.
+            why = _NO_ANSWER if isinstance(exc, httpx.TimeoutException) else _NO_CONNECTION
+            raise DataSourceQueryError(_DOWN, retryable=True, detail=why) from exc
         if response.status_code != 200:
+            code, detail = _error(response)
             raise DataSourceQueryError(
                 _REFUSED,
+                # A 4xx (wrong credentials included) fails the same way when tried again.
                 retryable=response.status_code in (502, 503, 504),
-                status=response.status_code,
-                detail=_detail(response),
+                status=f"{response.status_code} {code}".strip(),
+                detail=detail,
             )
         result: dict[str, Any] = response.json()
         return result
 
 
-def _detail(response: httpx.Response) -> str:
+def _error(response: httpx.Response) -> tuple[str, str]:
+    """(error_code, detail) of an error answer; the code is empty if it carries none."""
     try:
-        return str(response.json().get("detail", ""))[:500]
+        body = response.json()
     except ValueError:
-        return response.text[:200]
+        return "", response.text[:200]
+    if not isinstance(body, dict):
+        return "", str(body)[:200]
+    return str(body.get("error_code", ""))[:64], str(body.get("detail", ""))[:500]

@@ -32,7 +32,30 @@ class ExecutionFinishedError(Exception):
 
 
 class Execution(Aggregate):
-    @event("Created")
+    class Created(Aggregate.Created):
+        """The run was asked for. Version 2 added `trace` (the request's trace context);
+        version 1 events, recorded before it, read back with an empty one. Events recorded
+        between that change and this class declaring its version carry `trace` but no version
+        mark, hence `setdefault`. How to version an event: docs/upgrades.md."""
+
+        owner_id: UUID
+        workflow_id: UUID
+        workflow_version: int
+        workflow_name: str
+        graph: dict[str, Any]
+        input_data: dict[str, Any]
+        trace: dict[str, str] | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("trace", {})
+
+    # No `class_version` on the aggregate itself: it versions snapshots, and none are taken
+    # (docs/upgrades.md says what to add before turning snapshots on).
+
+    @event(Created)
     def __init__(
         self,
         owner_id: UUID,
@@ -41,7 +64,7 @@ class Execution(Aggregate):
         workflow_name: str,
         graph: dict[str, Any],
         input_data: dict[str, Any],
-        trace: dict[str, str] | None = None,
+        trace: dict[str, str] | None = None,  # None: not traced (local runs, tests)
     ) -> None:
         self.owner_id = owner_id
         self.workflow_id = workflow_id

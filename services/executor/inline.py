@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from services.executor.messages import NODE_INTERNAL_ERROR, NodeRunResult
+from services.executor.messages import NODE_INTERNAL_ERROR, NodeRunResult, new_incident_id
 from services.executor.runners.builtin import BUILTIN_RUNNERS, NodeRunError, run_builtin
 from shared.i18n import Language, LocalizedError
 from shared.workflow.references import RuntimeContext
@@ -75,8 +75,15 @@ def run_inline(
         error = exc.render(language)
         return NodeRunResult.failed(execution_id, run_key, attempt, error, _ms(started)), "failed"
     except Exception as exc:  # a bug in a runner fails its node, not the orchestrator
-        log.exception("node %s of execution %s failed unexpectedly", run_key, execution_id)
-        error = NODE_INTERNAL_ERROR.render(language, kind=type(exc).__name__)
+        incident = new_incident_id()
+        log.exception(
+            "node %s of execution %s failed unexpectedly (incident %s): %s",
+            run_key,
+            execution_id,
+            incident,
+            type(exc).__name__,
+        )
+        error = NODE_INTERNAL_ERROR.render(language, incident=incident)
         return NodeRunResult.failed(execution_id, run_key, attempt, error, _ms(started)), "failed"
     success = NodeRunResult.succeeded(execution_id, run_key, attempt, result, _ms(started))
     return success, "ok"

@@ -54,7 +54,7 @@ class LogSummary(BaseModel):
 @router.get(
     "/executions/{execution_id}", response_model=LogPage, responses=error_responses(401, 404, 422)
 )
-def execution_logs(
+def list_execution_logs(
     execution_id: ExecutionId,
     principal: CurrentPrincipal,
     executor: Executor,
@@ -81,7 +81,7 @@ def execution_logs(
     response_model=LogSummary,
     responses=error_responses(401, 404),
 )
-def execution_log_summary(
+def get_execution_log_summary(
     execution_id: ExecutionId, principal: CurrentPrincipal, executor: Executor
 ) -> LogSummary:
     """Counts by level, per-node counts and durations, and the error lines."""

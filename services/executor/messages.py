@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,18 @@ AGENT_OVER_BUDGET = Message(
     "The agent spent the run's remaining {budget} model tokens without an answer",
 )
 NODE_FAILED = Message("节点 {node_id} 执行失败:{error}", "Node {node_id} failed: {error}")
+
+
+def new_incident_id() -> str:
+    """A short id that ties a user's "internal error" to the log line holding the cause."""
+    return uuid.uuid4().hex[:12]
+
+
+# Names an incident id the logs carry, never the exception: its class and text are ours.
 NODE_INTERNAL_ERROR = Message(
-    "执行节点时发生内部错误({kind})", "internal error while running the node ({kind})"
+    "执行节点时发生内部错误(编号 {incident},运维人员可在日志中按编号查到原因)",
+    "internal error while running the node (incident {incident}: operators find the cause"
+    " in the logs under this id)",
 )
 NOT_SUPPORTED_YET = Message(
     "节点类型 {type} 暂未在执行器中实现", "Node type {type} is not implemented by the executor yet"

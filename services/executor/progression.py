@@ -32,6 +32,7 @@ from shared.workflow.nodes import LoopData, NodeData, parse_node_data
 from shared.workflow.outputs import primary_output
 from shared.workflow.references import LoopFrame, RuntimeContext
 from shared.workflow.templates import TemplateError, render, render_value
+from shared.workflow.value_words import kind_word
 
 _STATE = {
     "completed": NodeState.COMPLETED,
@@ -339,7 +340,7 @@ class Progression:
         except TemplateError as exc:
             return None, f"items_path: {exc.render('en')}"
         if not isinstance(items, list):
-            kind = "null" if items is None else type(items).__name__
+            kind = kind_word(items, "en")  # "object", "text": not Python's "dict", "str"
             return None, f"items_path {config.items_path} is not a list (it is {kind})"
         if len(items) > config.max_iterations:
             return None, (

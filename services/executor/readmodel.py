@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -48,6 +48,10 @@ class ExecutionQuery:
 
 
 class ExecutionList:
+    # The version of this list's table and of what its rows hold. Bump it when either
+    # changes (see `Projection`, docs/upgrades.md): the next start rebuilds it from the events.
+    VERSION: ClassVar[int] = 1
+
     def __init__(
         self, application: EventSourcedApplication, engine: Engine, metadata: sa.MetaData
     ) -> None:
@@ -55,7 +59,14 @@ class ExecutionList:
         self._engine = engine
         self.table = execution_table(metadata)
         self.projection = Projection(
-            "execution_list", application, engine, metadata, self._refresh, batch_size=1000
+            "execution_list",
+            application,
+            engine,
+            metadata,
+            self._refresh,
+            version=self.VERSION,
+            tables=[self.table],
+            batch_size=1000,
         )
 
     def _refresh(self, conn: Connection, aggregate_ids: Iterable[UUID]) -> None:

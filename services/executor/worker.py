@@ -31,6 +31,7 @@ from services.executor.messages import (
     NOT_SUPPORTED_YET,
     NodeRunCommand,
     NodeRunResult,
+    new_incident_id,
 )
 from services.executor.metrics import NODE_RUN_SECONDS, NODE_RUNS
 from services.executor.runners.agent import run_agent
@@ -45,7 +46,7 @@ from services.executor.runners.context import ChunkSink, NodeServices
 from services.executor.runners.data_source import run_data_source_query
 from services.executor.runners.llm import run_llm, within_budget
 from services.executor.settings import ExecutorSettings, WorkerSettings
-from services.executor.worker_http import serve_worker_http
+from services.executor.worker_http import serve_worker_http, worker_health
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.consumer import PullConsumer
 from shared.bus.streams import (
@@ -57,6 +58,7 @@ from shared.bus.streams import (
 from shared.i18n import Language, LocalizedError, Message
 from shared.logging import configure_logging
 from shared.security.grants import QueryGrants
+from shared.settings_loading import load_settings
 from shared.tracing import context_from, tracer
 from shared.workflow.nodes import AgentData, LLMData, TransformData, parse_node_data
 
@@ -195,8 +197,14 @@ class Worker:
         except LocalizedError as exc:  # a template beyond its bounds: the user's, not a bug
             return self._failure(command, exc.render(language), _ms(started)), "failed"
         except Exception as exc:
-            log.exception("node %s failed unexpectedly", command.msg_id)
-            text = NODE_INTERNAL_ERROR.render(language, kind=type(exc).__name__)
+            incident = new_incident_id()
+            log.exception(
+                "node %s failed unexpectedly (incident %s): %s",
+                command.msg_id,
+                incident,
+                type(exc).__name__,
+            )
+            text = NODE_INTERNAL_ERROR.render(language, incident=incident)
             return self._failure(command, text, _ms(started)), "failed"
         success = NodeRunResult.succeeded(
             command.execution_id, command.run_key, command.attempt, result, _ms(started)
@@ -283,7 +291,7 @@ def _ms(started: float) -> int:
 
 
 async def main() -> None:
-    settings = WorkerSettings()
+    settings = load_settings(WorkerSettings, "agentflow-worker")
     configure_logging(settings, service="worker")
     bus = JetStreamBus(settings, name="agentflow-worker")
     async with httpx.AsyncClient(follow_redirects=False) as http:
@@ -306,13 +314,13 @@ async def main() -> None:
             environ=dict(os.environ),
             data_sources=DataSourcesClient(http, settings.datasources_url, QueryGrants(settings)),
         )
+        health = worker_health(bus)
         if settings.worker_metrics_port:
-            serve_worker_http(
-                settings.worker_metrics_host, settings.worker_metrics_port, lambda: bus.connected
-            )
+            serve_worker_http(settings.worker_metrics_host, settings.worker_metrics_port, health)
         worker = Worker(bus, settings, services)
         worker.consumer.start()
         bus.start()
+        health.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -324,7 +332,9 @@ async def main() -> None:
         log.info(
             "stopping: finishing nodes in hand for up to %gs", settings.worker_shutdown_grace_s
         )
+        health.serving = False
         await worker.consumer.stop(grace_s=settings.worker_shutdown_grace_s)
+        await health.stop()
         await bus.close()
 
 

@@ -15,8 +15,9 @@ from prometheus_client import start_http_server
 from starlette.routing import Route
 
 from services.gateway import routing
+from services.gateway.dependencies import gateway_dependencies
 from services.gateway.live import execution_socket
-from services.gateway.openapi import OpenAPIAggregator
+from services.gateway.openapi import OpenAPIAggregator, asyncapi_router
 from services.gateway.paths import check_path
 from services.gateway.proxy import UpstreamClient
 from services.gateway.settings import GatewaySettings
@@ -26,7 +27,6 @@ from shared.errors import NotFound, Unauthorized
 from shared.logging import configure_logging
 from shared.security.tokens import TokenService
 from shared.web.app import build_app, follow_revocations
-from shared.web.health import ReadinessCheck
 
 log = logging.getLogger("agentflow.gateway")
 
@@ -68,19 +68,17 @@ def create_app(
                 await asyncio.to_thread(metrics.shutdown)
                 metrics.server_close()
 
-    readiness: dict[str, ReadinessCheck] = {
-        name: _upstream_check(upstreams, name) for name in settings.upstreams()
-    }
-    readiness["nats"] = bus.ping
     app = build_app(
         service="gateway",
         title="低代码智能体平台 API · Agentflow",
         description=DESCRIPTION,
-        readiness=readiness,
+        # Reported, never required: ready means the gateway itself serves (ADR 0008).
+        dependencies=gateway_dependencies(settings, upstreams, bus),
         lifespan=lifespan,
         # /metrics is not public: it has a listener of its own (AGENTFLOW_GATEWAY_METRICS_PORT).
         metrics_route=False,
     )
+    bus.on_connected(app.state.dependencies.recheck)  # /diagnostics: ok at once
     app.state.settings = settings
     app.state.upstreams = upstreams
     app.state.tokens = tokens
@@ -101,6 +99,8 @@ def create_app(
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:
         return JSONResponse(await aggregator.document())
+
+    app.include_router(asyncapi_router())  # the WebSocket's document (AsyncAPI)
 
     @app.websocket("/api/v1/ws/executions/{execution_id}")
     async def execution_updates(websocket: WebSocket, execution_id: str) -> None:
@@ -125,13 +125,6 @@ def _check_token(request: Request, tokens: TokenService) -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized
     tokens.verify(token.strip())
-
-
-def _upstream_check(upstreams: UpstreamClient, name: str) -> ReadinessCheck:
-    async def check() -> bool:
-        return await upstreams.healthy(name)
-
-    return check
 
 
 async def wait_for_upstreams(settings: GatewaySettings) -> None:

@@ -1,8 +1,13 @@
 """The public OpenAPI document: the gateway's own routes plus every upstream's `/api/` routes.
 
 Each service owns its contract (routes, schemas); the gateway merges them, so `/docs` on :8037
-shows the whole public API and a client can be generated from it. A document missing an
-unreachable upstream is served but not cached, so it heals as soon as the upstream is back.
+shows the whole public API and a client can be generated from it: every operationId is unique
+across the merged document (a clash is logged, and tests/unit/test_openapi_merge.py fails on
+one), and every tag is described. A document missing an unreachable upstream is served but
+not cached, so it heals as soon as the upstream is back.
+
+The WebSocket is no OpenAPI operation: AsyncAPI describes it, in `asyncapi.yaml` beside this
+module (docs/asyncapi.yaml links to it), served at `/asyncapi.yaml`.
 """
 
 from __future__ import annotations
@@ -11,13 +16,42 @@ import asyncio
 import copy
 import logging
 import time
-from typing import Any
+from importlib import resources
+from typing import Any, Final
 
 import httpx
+from fastapi import APIRouter, Response
 
-from shared.web.openapi import error_response, operations
+from shared.web.openapi import error_response, operations, with_tag_descriptions
 
 log = logging.getLogger("agentflow.gateway.openapi")
+
+_PACKAGE: Final = __name__.rpartition(".")[0]
+ASYNCAPI_PATH: Final = "/asyncapi.yaml"
+ASYNCAPI_FILE: Final = "asyncapi.yaml"
+# What /docs says beyond the gateway's own description: where the rest is described.
+MORE_DOCUMENTS: Final = (
+    "\n\nThe live updates of an execution come over the WebSocket "
+    "`/api/v1/ws/executions/{execution_id}`, described in [AsyncAPI](/asyncapi.yaml) "
+    "(AsyncAPI 3.0). The repository's guide to this API is docs/api.md."
+)
+
+
+def asyncapi_document() -> bytes:
+    """The AsyncAPI document of the live execution WebSocket, as shipped with the package."""
+    return resources.files(_PACKAGE).joinpath(ASYNCAPI_FILE).read_bytes()
+
+
+def asyncapi_router() -> APIRouter:
+    """`GET /asyncapi.yaml`, read once."""
+    document = asyncapi_document()
+    router = APIRouter()
+
+    @router.get(ASYNCAPI_PATH, include_in_schema=False)
+    async def asyncapi() -> Response:
+        return Response(document, media_type="application/yaml")
+
+    return router
 
 
 class OpenAPIAggregator:
@@ -29,7 +63,9 @@ class OpenAPIAggregator:
         *,
         cache_s: float,
     ) -> None:
-        self._base = base
+        self._base = copy.deepcopy(base)
+        info = self._base.setdefault("info", {})
+        info["description"] = info.get("description", "").rstrip("\n") + MORE_DOCUMENTS
         self._upstreams = upstreams
         self._http = http
         self._cache_s = cache_s
@@ -79,12 +115,24 @@ def merge(base: dict[str, Any], specs: dict[str, dict[str, Any] | None]) -> dict
                     )
                     continue
                 target[key] = value
+    _warn_of_duplicate_operation_ids(document)
+    with_tag_descriptions(document)
     if missing:
         info = document.setdefault("info", {})
         note = "\n\n**Unavailable right now:** " + ", ".join(sorted(missing))
         info["description"] = info.get("description", "") + note
         info["x-unavailable-upstreams"] = sorted(missing)
     return document
+
+
+def _warn_of_duplicate_operation_ids(document: dict[str, Any]) -> None:
+    seen: set[str] = set()
+    for operation in operations(document):
+        operation_id = operation.get("operationId")
+        if operation_id in seen:
+            log.warning("operationId %s is used by more than one operation", operation_id)
+        if isinstance(operation_id, str):
+            seen.add(operation_id)
 
 
 def _with_gateway_answers(item: dict[str, Any], *, templated: bool) -> dict[str, Any]:

@@ -118,13 +118,6 @@ class UpstreamClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def healthy(self, upstream: str) -> bool:
-        try:
-            response = await self.http.get(self._bases[upstream] + "/healthz", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
-
 
 # What may stay as it is in a forwarded path or query; anything else is percent-encoded.
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"

@@ -3,7 +3,8 @@
 from services.workflows.main import create_app
 from services.workflows.settings import WorkflowsSettings
 from shared.serve import serve
+from shared.settings_loading import load_settings
 
 if __name__ == "__main__":
-    settings = WorkflowsSettings()
+    settings = load_settings(WorkflowsSettings, "agentflow-workflows")
     serve(create_app(settings), settings)

@@ -115,7 +115,12 @@ def create_workflow(body: WorkflowCreate, actor: CurrentActor, workflows: Workfl
     return _out(workflows.create(actor, content))
 
 
-@router.post("/validate", response_model=ValidationOut, responses=error_responses(401, 422))
+@router.post(
+    "/validate",
+    response_model=ValidationOut,
+    responses=error_responses(401, 422),
+    name="validate_workflow",  # the function's own name is the validator's, imported here
+)
 def validate(body: WorkflowValidate, _: CurrentActor, language: RequestLanguage) -> ValidationOut:
     """Check a graph without saving it: errors block execution, warnings do not."""
     report = validate_workflow(WorkflowGraph(nodes=body.nodes, edges=body.edges), language)
@@ -123,7 +128,7 @@ def validate(body: WorkflowValidate, _: CurrentActor, language: RequestLanguage)
 
 
 @router.get("/templates", response_model=list[TemplateOut], responses=error_responses(401))
-def list_templates(_: CurrentActor) -> list[TemplateOut]:
+def list_workflow_templates(_: CurrentActor) -> list[TemplateOut]:
     """Built-in templates to start from."""
     return [TemplateOut.model_validate(t, from_attributes=True) for t in TEMPLATES]
 
@@ -134,7 +139,7 @@ def list_templates(_: CurrentActor) -> list[TemplateOut]:
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(401, 404, 429),
 )
-def create_from_template(
+def create_workflow_from_template(
     template_id: str,
     actor: CurrentActor,
     workflows: Workflows,
@@ -212,7 +217,7 @@ def delete_workflow(
 @router.put(
     "/{workflow_id}/status", response_model=WorkflowOut, responses=error_responses(401, 404, 422)
 )
-def change_status(
+def set_workflow_status(
     workflow_id: WorkflowId,
     body: StatusChange,
     actor: CurrentActor,
@@ -232,7 +237,7 @@ def export_workflow(
 
 
 @router.get("/{workflow_id}/versions", response_model=list[VersionOut], responses=NOT_FOUND)
-def list_versions(
+def list_workflow_versions(
     workflow_id: WorkflowId, actor: CurrentActor, workflows: Workflows
 ) -> list[VersionOut]:
     """Every version, oldest first: when, who, why, and what changed."""
@@ -242,7 +247,7 @@ def list_versions(
 @router.get(
     "/{workflow_id}/versions/{version}", response_model=VersionDetailOut, responses=NOT_FOUND
 )
-def get_version(
+def get_workflow_version(
     workflow_id: WorkflowId,
     version: Annotated[int, Path(ge=1)],
     actor: CurrentActor,
@@ -258,7 +263,7 @@ def get_version(
     response_model=WorkflowOut,
     responses=NOT_FOUND,
 )
-def rollback(
+def rollback_workflow(
     workflow_id: WorkflowId,
     version: Annotated[int, Path(ge=1)],
     actor: CurrentActor,

@@ -1,4 +1,6 @@
-"""Built-in workflow templates. Each is valid and runnable once the executor exists."""
+"""Built-in workflow templates. Each is valid, draws no warning, and runs as it reads: every
+reference in them is explicit (`{input.text}`, `{llm-1.text}`) or certain (a bare `{value}`
+right after an input node that declares the field required)."""
 
 from __future__ import annotations
 
@@ -115,6 +117,53 @@ TEMPLATES: tuple[Template, ...] = (
             _edge("condition-1", "llm-apology", "false"),
             _edge("llm-thanks", "end-1"),
             _edge("llm-apology", "end-1"),
+        ],
+    ),
+    Template(
+        id="number-threshold",
+        name="数值判断",
+        description="按输入的数值是否大于 10 走不同分支(种子文档的条件示例)。"
+        "Branch on whether the input value is over 10 (the seed's condition example).",
+        category="logic",
+        nodes=[
+            _node("start-1", "start", 0, 100, label="开始"),
+            _node(
+                "input-1",
+                "input",
+                200,
+                100,
+                label="数值",
+                fields=[{"name": "value", "type": "number", "required": True}],
+            ),
+            # `{value}` reads the field value of what flows in: the input node declares it
+            # required, so it is always there and the reference means exactly that field.
+            _node(
+                "condition-1", "condition", 400, 100, label="大于 10?", expression="{value} > 10"
+            ),
+            _node(
+                "output-over",
+                "output",
+                600,
+                0,
+                label="大于 10",
+                mapping={"over_10": True, "value": "{input.value}"},
+            ),
+            _node(
+                "output-not-over",
+                "output",
+                600,
+                200,
+                label="不大于 10",
+                mapping={"over_10": False, "value": "{input.value}"},
+            ),
+            _node("end-1", "end", 800, 100, label="结束"),
+        ],
+        edges=[
+            *_chain("start-1", "input-1", "condition-1"),
+            _edge("condition-1", "output-over", "true"),
+            _edge("condition-1", "output-not-over", "false"),
+            _edge("output-over", "end-1"),
+            _edge("output-not-over", "end-1"),
         ],
     ),
     Template(

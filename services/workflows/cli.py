@@ -9,15 +9,26 @@ from services.workflows.application import WorkflowsApplication
 from services.workflows.readmodel import WorkflowList
 from services.workflows.settings import WorkflowsSettings
 from shared.readmodel import read_model_engine, read_model_metadata
+from shared.settings_loading import SETTINGS_HELP, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentflow-workflows")
+    parser = argparse.ArgumentParser(
+        prog="agentflow-workflows",
+        description=__doc__,
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("rebuild-read-model", help="drop and re-project the workflow list")
+    commands.add_parser(
+        "rebuild-read-model",
+        help="drop and re-project the workflow list",
+        description="Drop the workflow list read model and project it again from every "
+        "stored event.",
+    )
     parser.parse_args(argv)
 
-    settings = WorkflowsSettings()
+    settings = load_settings(WorkflowsSettings, "agentflow-workflows", tool=True)
     application = WorkflowsApplication(settings)
     engine = read_model_engine(settings)
     try:

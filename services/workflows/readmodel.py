@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -52,13 +52,25 @@ class ListQuery:
 
 
 class WorkflowList:
+    # The version of this list's table and of what its rows hold. Bump it when either
+    # changes (see `Projection`, docs/upgrades.md): the next start rebuilds it from the events.
+    VERSION: ClassVar[int] = 1
+
     def __init__(
         self, application: EventSourcedApplication, engine: Engine, metadata: sa.MetaData
     ) -> None:
         self._application = application
         self._engine = engine
         self.table = workflow_table(metadata)
-        self.projection = Projection("workflow_list", application, engine, metadata, self._refresh)
+        self.projection = Projection(
+            "workflow_list",
+            application,
+            engine,
+            metadata,
+            self._refresh,
+            version=self.VERSION,
+            tables=[self.table],
+        )
 
     def _refresh(self, conn: Connection, aggregate_ids: Iterable[UUID]) -> None:
         rewrite_rows(conn, self.table, self._application, aggregate_ids, _row_of)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.workflows.application import EXPORT_FORMAT_VERSION
+from shared.web.openapi import DocumentedAs
 from shared.workflow.model import MAX_EDGES, MAX_NODES, Edge, Node
 from shared.workflow.validation import Issue
 
@@ -37,8 +39,9 @@ SEED_EXAMPLE: dict[str, Any] = {
 
 Name: Any = Field(min_length=1, max_length=200)
 Description: Any = Field(default="", max_length=5000)
-Nodes: Any = Field(default_factory=list, max_length=MAX_NODES)
-Edges: Any = Field(default_factory=list, max_length=MAX_EDGES)
+UNIQUE_IDS = "Node ids are unique among the nodes, edge ids among the edges (422 DUPLICATE_ID)."
+Nodes: Any = Field(default_factory=list, max_length=MAX_NODES, description=UNIQUE_IDS)
+Edges: Any = Field(default_factory=list, max_length=MAX_EDGES, description=UNIQUE_IDS)
 
 
 class WorkflowCreate(BaseModel):
@@ -115,7 +118,12 @@ class ExportedWorkflow(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    format_version: int = Field(ge=1)
+    format_version: int = Field(
+        ge=1,
+        description="A newer version than this platform's answers 422 IMPORT_UNSUPPORTED_FORMAT.",
+        # Checked by the route before the model (for its own error code); stated here too.
+        json_schema_extra={"maximum": EXPORT_FORMAT_VERSION},
+    )
     name: str = Name
     description: str = Description
     nodes: list[Node] = Nodes
@@ -131,7 +139,11 @@ class ExportOut(BaseModel):
 
 
 class ImportIn(BaseModel):
-    workflow: dict[str, Any] = Field(description="What `GET /{id}/export` returned as `workflow`.")
+    # Read as a plain object and checked by the route, which answers IMPORT_MALFORMED or
+    # IMPORT_UNSUPPORTED_FORMAT for it; documented as the export format it must be.
+    workflow: Annotated[dict[str, Any], DocumentedAs(ExportedWorkflow)] = Field(
+        description="What `GET /{id}/export` returned as `workflow`."
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200, description="Rename.")
 
 

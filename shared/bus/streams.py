@@ -1,4 +1,5 @@
-"""The streams of DESIGN.md and the subjects on them. Subjects never overlap between streams."""
+"""The streams of docs/architecture.md and the subjects on them. Subjects never overlap
+between streams."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -15,10 +15,10 @@ from shared.runtime import ServiceRuntime
 from shared.security.revocations import RevocationFeed
 from shared.security.tokens import TokenService
 from shared.web.errors import install_error_handlers
-from shared.web.health import ReadinessCheck, health_router
+from shared.web.health import DependencyCheck, DependencyMonitor, Serving, health_router
 from shared.web.json_body import JsonBodyGuard
 from shared.web.middleware import RequestContextMiddleware
-from shared.web.openapi import document_error_shape
+from shared.web.openapi import document_openapi, operation_id, package_version
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -28,29 +28,55 @@ def build_app(
     service: str,
     title: str,
     description: str,
-    readiness: dict[str, ReadinessCheck],
+    dependencies: dict[str, DependencyCheck],
     lifespan: Lifespan | None = None,
     metrics_route: bool = True,
     **kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with offline docs, the error shape, request ids, metrics and health
-    (`metrics_route=False`: no `/metrics` on this app's listener)."""
+    (`metrics_route=False`: no `/metrics` on this app's listener). `dependencies` are
+    checked in the background for `/diagnostics` and the gauge, never for readiness."""
+    monitor = DependencyMonitor(service, dependencies)
+    serving = Serving()
     app: FastAPI = FastAPIOffline(
         title=title,
         description=description,
-        version="1.0.0",
-        lifespan=lifespan,
+        version=package_version(),
+        # operationIds are the routes' names (`list_workflows`), for generated clients.
+        generate_unique_id_function=operation_id,
+        lifespan=_with_health(lifespan, monitor, serving),
         # Our middleware makes the one server span per request (shared/tracing.py), named by
         # route and carrying the request id; FastAPI's own would be a second, unlinked one.
         telemetry={"tracing": False, "metrics": False, "logs": False},
         **kwargs,
     )
     install_error_handlers(app)
-    document_error_shape(app)
+    document_openapi(app)
     app.add_middleware(JsonBodyGuard)  # inside the request context: refusals are counted
     app.add_middleware(RequestContextMiddleware, service=service)
-    app.include_router(health_router(readiness, metrics=metrics_route))
+    app.include_router(health_router(monitor, serving, metrics=metrics_route))
+    app.state.dependencies = monitor
     return app
+
+
+def _with_health(
+    lifespan: Lifespan | None, monitor: DependencyMonitor, serving: Serving
+) -> Lifespan:
+    """The app's own lifespan, then the dependency monitor; ready from the end of startup
+    to the start of shutdown."""
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app) if lifespan is not None else nullcontext():
+            monitor.start()
+            serving.now = True
+            try:
+                yield
+            finally:
+                serving.now = False
+                await monitor.stop()
+
+    return run
 
 
 Hook = Callable[[], Awaitable[None]]
@@ -91,9 +117,10 @@ def event_sourced_app(
         service=service,
         title=title,
         description=description,
-        readiness=runtime.readiness(),
+        dependencies=runtime.dependencies(),
         lifespan=lifespan,
     )
+    runtime.bus.on_connected(app.state.dependencies.recheck)  # /diagnostics: ok at once
     tokens = state.get("tokens")
     if isinstance(tokens, TokenService):
         follow_revocations(runtime.bus, tokens)

@@ -45,6 +45,8 @@ def history_router(
         "/{aggregate_id}/history",
         response_model=HistoryOut,
         responses=error_responses(401, 403, 404, 422),
+        # The operationId: one per service, e.g. get_data_source_history for DataSource.
+        name=f"get_{_snake_case(aggregate_type)}_history",
     )
     def history(
         aggregate_id: str,
@@ -68,3 +70,7 @@ def history_router(
         return HistoryOut.model_validate({"events": events, "state": state})
 
     return router
+
+
+def _snake_case(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))

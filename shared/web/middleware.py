@@ -17,7 +17,7 @@ from shared.tracing import context_from
 
 REQUEST_ID_HEADER = "x-request-id"
 access_log = logging.getLogger("agentflow.access")
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/diagnostics", "/metrics"})
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 _tracer = trace.get_tracer("agentflow.http")

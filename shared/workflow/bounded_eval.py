@@ -12,8 +12,10 @@ module supplies the arithmetic, whose every result is bounded *before* it is bui
   list or tuple literals (which could hold the same large list a thousand times).
 
 So every step is a small amount of work, and an evaluation's time is bounded by the size of
-its tree. Attribute access, comprehensions, dicts, sets and f-strings are not evaluated at
-all, whatever a caller's whitelist lets through.
+its tree. A step that fails says so in the user's words: the operator or function, the
+operands shown with their kinds (text, number, object, ...), never Python's own message.
+Attribute access, comprehensions, dicts, sets and f-strings are not evaluated at all,
+whatever a caller's whitelist lets through.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from simpleeval import EvalWithCompoundTypes
+from simpleeval import EvalWithCompoundTypes, OperatorNotDefined
 
 from shared.i18n import LocalizedError, Message
 from shared.workflow.value_sizes import FormatRefused, percent_format_size, value_size
+from shared.workflow.value_words import describe_values, filled, kind_of
 
 MAX_EXPONENT: Final = 1000
 # Integers up to about 3000 digits: `(10**1000)**1000` would otherwise hold a core for hours.
@@ -57,9 +60,100 @@ _ROUND_DIGITS = Message(
 _NOT_REAL = Message("结果不是实数", "the result is not a real number")
 DIVISION_BY_ZERO = Message("除数为零", "division by zero")
 OVERFLOW = Message("结果超出浮点数范围", "result out of floating-point range")
-_EVALUATION = Message("求值失败:{detail}", "evaluation failed: {detail}")
-_NO_KEY = Message("没有键 {key}", "no such key: {key}")
-_NO_INDEX = Message("下标超出范围", "index out of range")
+_NO_KEY = Message("{container} 中没有键 {key}", "{container} has no key {key}")
+_NO_INDEX = Message(
+    "下标 {index} 超出范围:{container} 只有 {length} 项",
+    "index {index} is out of range: {container} has {length} items",
+)
+_NOT_A_VALUE = Message("函数不能当作值使用", "a function cannot be used as a value")
+# What went wrong, in words, without Python's (`'>' not supported between instances of
+# 'dict' and 'int'` names classes the user never wrote). Operands are shown with their kinds.
+_COMPARE = Message(
+    "无法比较 {left} {op} {right}:{op} 只能比较两个数字或两个文本",
+    "cannot compare {left} {op} {right}: {op} compares two numbers or two texts",
+)
+_OPERATE = Message(
+    "无法计算 {left} {op} {right}:{op} 不能用于这两种值",
+    "cannot compute {left} {op} {right}: {op} does not apply to these kinds of values",
+)
+_OPERATE_ONE = Message(
+    "无法计算 {op}{operand}:{op} 只能用于数字", "cannot compute {op}{operand}: {op} needs a number"
+)
+_CALL = Message("函数 {name}() 不能用于这些参数:{args}", "the function {name}() cannot take {args}")
+_CALL_NOTHING = Message("函数 {name}() 需要参数", "the function {name}() needs arguments")
+_INDEX = Message(
+    "无法用 {key} 取 {container} 中的元素(列表用数字下标,对象用文本键)",
+    "cannot take {key} out of {container} (lists take number indexes, objects text keys)",
+)
+# Hints for the operands that usually mean a reference read something else than intended.
+_HINT_OBJECT = Message(
+    "。整个对象不能这样比较或计算;要使用其中的字段,请用路径引用,例如 {input.字段名}",
+    ". A whole object cannot be compared or computed with; to use one of its fields, "
+    "reference it by its path, e.g. {input.field}",
+)
+_HINT_LIST = Message(
+    "。整个列表不能这样比较或计算;要使用其中的一项,请用下标引用,例如 {input.items.0},"
+    "或用 len() 取项数",
+    ". A whole list cannot be compared or computed with; to use one item, reference it by "
+    "its index, e.g. {input.items.0}, or count the items with len()",
+)
+_HINT_NULL = Message(
+    "。null 表示引用的值不存在(字段缺失,或节点没有运行)",
+    ". null means the reference found no value (a missing field, or a node that did not run)",
+)
+_FAILED = {
+    TypeError: Message("值的类型不适合这个运算", "the values are of kinds this cannot use"),
+    ValueError: Message("值无效", "a value is invalid"),
+}
+_CANNOT = Message("无法求值", "it cannot be evaluated")
+
+# Refused constructs as the user wrote them, not as Python's syntax tree names them.
+CONSTRUCTS: Final[dict[type[ast.AST], str]] = {
+    ast.Dict: "{'key': value}",
+    ast.Set: "{a, b}",
+    ast.JoinedStr: "f'…'",
+    ast.FormattedValue: "f'…'",
+    ast.NamedExpr: ":=",
+    ast.Store: ":=",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.Starred: "*x",
+    ast.BitAnd: "&",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.Invert: "~",
+    ast.MatMult: "@",
+    ast.ListComp: "[… for …]",
+    ast.SetComp: "{… for …}",
+    ast.DictComp: "{…: … for …}",
+    ast.GeneratorExp: "(… for …)",
+    ast.Lambda: "lambda",
+}
+_SYMBOLS: Final[dict[type[ast.AST], str]] = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.USub: "-",
+    ast.UAdd: "+",
+    ast.Not: "not ",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Gt: ">",
+    ast.Lt: "<",
+    ast.GtE: ">=",
+    ast.LtE: "<=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+}
 
 
 def too_big() -> ExpressionError:
@@ -206,7 +300,102 @@ class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
         # literals, what our functions return) and functions are never values (bare names
         # are refused), so one look at the value itself is enough.
         if isinstance(item, types.ModuleType) or callable(item):
-            raise ExpressionError(_EVALUATION, detail="functions are not values")
+            raise ExpressionError(_NOT_A_VALUE)
+
+    # Each operation's failure is worded here, where the operator and its operands are known.
+    # ExpressionError (a bound, a conversion) is a ValueError too and passes through as it is.
+
+    def _eval_binop(self, node: ast.BinOp) -> Any:
+        operation = self._operator(node.op)
+        left, right = self._eval(node.left), self._eval(node.right)
+        try:
+            return operation(left, right)
+        except ExpressionError:
+            raise
+        except TypeError:
+            raise mismatch(_OPERATE, _SYMBOLS.get(type(node.op), "?"), left, right) from None
+
+    def _eval_unaryop(self, node: ast.UnaryOp) -> Any:
+        operation = self._operator(node.op)
+        operand = self._eval(node.operand)
+        try:
+            return operation(operand)
+        except ExpressionError:
+            raise
+        except TypeError:
+            symbol = _SYMBOLS.get(type(node.op), "?")
+            raise ExpressionError(
+                filled(_OPERATE_ONE, op=symbol, operand=describe_values(operand))
+            ) from None
+
+    def _eval_compare(self, node: ast.Compare) -> Any:
+        right = self._eval(node.left)
+        result: Any = True
+        for operation_node, comparator in zip(node.ops, node.comparators, strict=True):
+            if not result:
+                break
+            left, right = right, self._eval(comparator)
+            try:
+                result = self._operator(operation_node)(left, right)
+            except ExpressionError:
+                raise
+            except TypeError:
+                symbol = _SYMBOLS.get(type(operation_node), "?")
+                raise mismatch(_COMPARE, symbol, left, right) from None
+        return result
+
+    def _eval_call(self, node: ast.Call) -> Any:
+        if not isinstance(node.func, ast.Name) or node.keywords:
+            return super()._eval_call(node)  # refused by every caller's whitelist anyway
+        name = node.func.id
+        arguments = [self._eval(argument) for argument in node.args]
+        function = self.functions.get(name)
+        if function is None:
+            return super()._eval_call(node)  # simpleeval's own "function not defined"
+        try:
+            return function(*arguments)
+        except ExpressionError:
+            raise
+        except (TypeError, ValueError):  # wrong kinds or number of arguments, math domain
+            if not arguments:
+                raise ExpressionError(filled(_CALL_NOTHING, name=name)) from None
+            raise ExpressionError(
+                filled(_CALL, name=name, args=describe_values(*arguments))
+            ) from None
+
+    def _eval_subscript(self, node: ast.Subscript) -> Any:
+        container, key = self._eval(node.value), self._eval(node.slice)
+        try:
+            return container[key]
+        except KeyError:
+            raise ExpressionError(
+                filled(_NO_KEY, container=describe_values(container), key=describe_values(key))
+            ) from None
+        except IndexError:
+            raise ExpressionError(
+                filled(
+                    _NO_INDEX,
+                    index=describe_values(key),
+                    container=describe_values(container),
+                    length=len(container),
+                )
+            ) from None
+        except (TypeError, ValueError):  # `5[0]`, `[1]['a']`, a slice step of 0
+            shown_key = Message("切片", "a slice") if isinstance(key, slice) else None
+            raise ExpressionError(
+                filled(
+                    _INDEX,
+                    key=shown_key or describe_values(key),
+                    container=describe_values(container),
+                )
+            ) from None
+
+    def _operator(self, operator_node: ast.AST) -> Callable[..., Any]:
+        try:
+            found: Callable[..., Any] = self.operators[type(operator_node)]
+        except KeyError:
+            raise OperatorNotDefined(operator_node, self.expr) from None
+        return found
 
     def _eval_list(self, node: ast.List) -> list[Any]:
         result = [self._eval(item) for item in node.elts]
@@ -227,21 +416,43 @@ def evaluate(
     functions: Mapping[str, Callable[..., Any]],
     names: Mapping[str, Any],
 ) -> Any:
-    """The value of a checked tree. ExpressionError for a bound it would exceed; whatever
-    else Python raises (TypeError, ZeroDivisionError, ...) for the caller to word."""
+    """The value of a checked tree. ExpressionError for a bound it would exceed and for an
+    operation, function or index that cannot apply to its operands (worded with the values
+    and their kinds); whatever else Python raises (ZeroDivisionError, OverflowError, ...) for
+    the caller to word with `failure`."""
     return _Evaluator(operators, functions, names).eval(source, previously_parsed=tree.body)
 
 
+def mismatch(message: Message, symbol: str, left: Any, right: Any) -> ExpressionError:
+    """`left symbol right` cannot be done: both operands shown with their kinds, plus a hint
+    when one of them is what a reference to the wrong thing gives (a whole object or list,
+    or null)."""
+    text = filled(message, op=symbol, left=describe_values(left), right=describe_values(right))
+    kinds = {kind_of(left), kind_of(right)}
+    hint = (
+        _HINT_OBJECT
+        if "object" in kinds
+        else _HINT_LIST
+        if "list" in kinds
+        else _HINT_NULL
+        if "null" in kinds
+        else None
+    )
+    if hint is not None:
+        text = Message(text.zh + hint.zh, text.en + hint.en)
+    return ExpressionError(text)
+
+
 def failure(exc: Exception) -> ExpressionError:
-    """A plain-worded ExpressionError for what went wrong while evaluating (no Python names)."""
+    """A plain-worded ExpressionError for what went wrong while evaluating. Never Python's
+    own text: it names classes (`'dict'`, `NoneType`) and exceptions the user never wrote."""
     if isinstance(exc, ExpressionError):
         return exc
     if isinstance(exc, ZeroDivisionError):
         return ExpressionError(DIVISION_BY_ZERO)
     if isinstance(exc, OverflowError):
         return ExpressionError(OVERFLOW)
-    if isinstance(exc, KeyError):
-        return ExpressionError(_NO_KEY, key=str(exc.args[0] if exc.args else "")[:50])
-    if isinstance(exc, IndexError):
-        return ExpressionError(_NO_INDEX)
-    return ExpressionError(_EVALUATION, detail=str(exc)[:200] or "?")
+    for kind, message in _FAILED.items():
+        if isinstance(exc, kind):
+            return ExpressionError(message)
+    return ExpressionError(_CANNOT)

@@ -18,13 +18,14 @@ import math
 import operator
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from shared.i18n import Message
 from shared.workflow.bounded_eval import (
     ARITHMETIC,
+    CONSTRUCTS,
     MAX_EXPONENT,
     MAX_INT_BITS,
     MAX_VALUE_SIZE,
@@ -135,7 +136,9 @@ def _contains(container: Any, item: Any) -> bool:
         return False
     if isinstance(container, str):
         return to_text(item) in container
-    if isinstance(container, dict | list | tuple):
+    if isinstance(container, dict):
+        return isinstance(item, Hashable) and item in container  # a list is never a key
+    if isinstance(container, list | tuple):
         return item in container
     return to_text(item) in to_text(container)
 
@@ -266,6 +269,7 @@ _ALLOWED_NODES: Final = (
     *_OPERATORS,  # only the operators we implement; `~`, `<<`, `|` and friends are refused
 )
 _COMPREHENSIONS: Final = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_OTHER_CONSTRUCT = Message("不允许使用这种写法", "this construct is not allowed")
 
 
 # -- compile -----------------------------------------------------------------------------
@@ -354,7 +358,10 @@ def _check_tree(tree: ast.Expression, placeholders: dict[str, Reference]) -> Non
     called = {id(node.func) for node in nodes if isinstance(node, ast.Call)}
     for node in nodes:
         if not isinstance(node, _ALLOWED_NODES):
-            raise ExpressionError(_NOT_ALLOWED, what=type(node).__name__)
+            construct = CONSTRUCTS.get(type(node))
+            if construct is None:
+                raise ExpressionError(_OTHER_CONSTRUCT)
+            raise ExpressionError(_NOT_ALLOWED, what=construct)
         if isinstance(node, ast.Call):
             _check_call(node)
         elif isinstance(node, ast.Name) and id(node) not in called:

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict, JsonValue
 
 from shared.workflow.config_errors import config_error
 from shared.workflow.expressions import ExpressionError, compile_condition
@@ -32,6 +33,12 @@ from shared.workflow.tools import Tool
 
 # Names a loop's item variable may not take: they already mean something in a template.
 RESERVED_NAMES: Final = frozenset({"input", "value", "index"})
+# For the OpenAPI document: the names `check_identifier` takes, as far as a JSON Schema
+# pattern (ECMA-262, ASCII) can say it; Python identifiers in other scripts are taken too.
+IDENTIFIER_SCHEMA: Final[JsonDict] = {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 64}
+_RESERVED_LIST: Final[list[JsonValue]] = [*sorted(RESERVED_NAMES)]
+# Display state editors keep in `data` (dropped before validation, kept in the node).
+UI_KEYS_SCHEMA: Final[JsonDict] = {"patternProperties": {"^(ui|_)": {}}}
 BaseUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)]
 FieldType = Literal["string", "number", "integer", "boolean", "object", "array"]
 Template = Annotated[str, StringConstraints(max_length=100_000)]
@@ -65,7 +72,7 @@ def value_matches_type(value: Any, field_type: FieldType) -> bool:
 class NodeData(BaseModel):
     """What every node's `data` may hold: display text and the execution policy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=UI_KEYS_SCHEMA)
 
     label: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
@@ -98,10 +105,10 @@ class EndData(NodeData):
 class InputField(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[str, Field(min_length=1, max_length=64, json_schema_extra=IDENTIFIER_SCHEMA)]
     type: FieldType = "string"
     required: bool = False
-    default: Any = None
+    default: Any = Field(default=None, description="Of the field's `type` when given.")
     label: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
 
@@ -124,7 +131,9 @@ def _check_unique(names: Iterable[str]) -> None:
 
 class InputData(NodeData):
     timeout: float = Field(default=10, gt=0, le=86400)
-    fields: list[InputField] = Field(default_factory=list, max_length=200)
+    fields: list[InputField] = Field(
+        default_factory=list, max_length=200, description="Names are unique."
+    )
 
     @field_validator("fields")
     @classmethod
@@ -133,8 +142,22 @@ class InputData(NodeData):
         return fields
 
 
+# Providers with no default model need `model` (the OpenAPI document says so too).
+_NEEDS_MODEL: Final[list[JsonValue]] = [
+    *sorted(name for name, model in DEFAULT_MODELS.items() if model is None)
+]
+
+
 class ModelNodeData(NodeData):
     """What llm and agent nodes share: which model, and what to ask it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            **UI_KEYS_SCHEMA,
+            "if": {"required": ["provider"], "properties": {"provider": {"enum": _NEEDS_MODEL}}},
+            "then": {"required": ["model"], "properties": {"model": {"type": "string"}}},
+        }
+    )
 
     provider: Provider = "deepseek"
     model: str | None = Field(
@@ -183,7 +206,10 @@ class AgentData(ModelNodeData):
 
 class ConditionData(NodeData):
     timeout: float = Field(default=10, gt=0, le=86400)
-    expression: str = Field(min_length=1)
+    expression: str = Field(
+        min_length=1,
+        description="A condition expression, e.g. `{value} > 10` (docs/workflow-model.md).",
+    )
 
     @field_validator("expression")
     @classmethod
@@ -195,7 +221,30 @@ class ConditionData(NodeData):
         return expression
 
 
+def _required_in_mode(mode: str, field: str, *, default_mode: bool = False) -> JsonDict:
+    """JSON Schema: in `mode`, `field` is given and not null."""
+    when: JsonDict = {"properties": {"mode": {"const": mode}}}
+    if not default_mode:
+        when["required"] = ["mode"]
+    return {
+        "if": when,
+        "then": {"required": [field], "properties": {field: {"not": {"type": "null"}}}},
+    }
+
+
 class TransformData(NodeData):
+    model_config = ConfigDict(
+        json_schema_extra={
+            **UI_KEYS_SCHEMA,
+            "allOf": [
+                _required_in_mode("template", "template", default_mode=True),
+                _required_in_mode("jmespath", "expression"),
+                _required_in_mode("mapping", "mapping"),
+                _required_in_mode("data_source", "data_source_id"),
+            ],
+        }
+    )
+
     mode: Literal["template", "jmespath", "mapping", "data_source"] = "template"
     template: Any = Field(default=None, validate_default=True)
     source: Any = Field(default="{value}", description="What the JMESPath expression reads.")
@@ -245,8 +294,19 @@ class TransformData(NodeData):
 
 class LoopData(NodeData):
     timeout: float = Field(default=3600, gt=0, le=86400, description="For the whole loop.")
-    items_path: str = Field(min_length=1, max_length=1000)
-    item_variable: str = "item"
+    items_path: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="One reference to a list: `items`, `input.items` or `{input.items}`.",
+    )
+    item_variable: str = Field(
+        default="item",
+        description="Not input, value or index.",
+        json_schema_extra={
+            **IDENTIFIER_SCHEMA,
+            "not": {"enum": _RESERVED_LIST},
+        },
+    )
     error_handling: Literal["stop", "continue", "collect"] = "stop"
     parallelism: int = Field(default=1, ge=1, le=32)
     max_iterations: int = Field(default=1000, ge=1, le=10_000)
@@ -276,6 +336,16 @@ class LoopData(NodeData):
 
 
 class OutputData(NodeData):
+    model_config = ConfigDict(
+        json_schema_extra={
+            **UI_KEYS_SCHEMA,
+            "anyOf": [  # not both
+                {"properties": {"mapping": {"type": "null"}}},
+                {"properties": {"value": {"type": "null"}}},
+            ],
+        }
+    )
+
     timeout: float = Field(default=10, gt=0, le=86400)
     mapping: dict[str, Any] | None = None
     value: Any = Field(default=None, validate_default=True)

@@ -1,15 +1,23 @@
 """What a reference means: the rules the validator checks and the executor resolves by.
 
-Roots, first match wins:
-1. `input`: the execution's input_data (after input nodes applied their defaults).
-2. `value`: the primary output of the node's immediate upstream node.
+A bare name reads what flows into the node, as n8n's `$json.field` does: `{name}` is field
+`name` of the upstream output (`outputs.handed_on`: the upstream node's record, or what a
+condition passed through) when that output is an object with that key. Only otherwise does
+a name fall back to its built-in meaning. Roots, first match wins:
+
+1. `input`: `{input}` is the upstream output's field `input` if it has one, else the whole
+   input_data (after input nodes applied their defaults); `{input.x}` is always input_data's x.
+2. `value`: `{value}` is the upstream output's field `value` if it has one, else the primary
+   output of the immediate upstream node; `{value.x}` is always a path into the upstream
+   node's output record.
 3. a loop variable, inside a loop body: the item variable of any enclosing loop (inner ones
-   shadow outer ones) and `index`, the innermost loop's 0-based position.
+   shadow outer ones) and `index`, the innermost loop's 0-based position. These are never
+   read from the upstream output (`input`, `value` and `index` cannot be item variables).
 4. a node id: `{llm-1}` is its primary output, `{llm-1.usage.total_tokens}` a path into its
    output record. Inside a loop's body, the loop's own id means the current iteration
    (`{loop-1.index}`, `{loop-1.item}`, `{loop-1.count}`), so outer indexes stay reachable.
-5. any other single name without `-` (`{text}`): a shortcut for that field of the upstream
-   output, else of input_data. Anything else is unknown.
+5. any other single name without `-` (`{text}`): the upstream output's field, else
+   input_data's field. Anything else is unknown.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from shared.workflow.outputs import primary_output
+from shared.workflow.outputs import handed_on, primary_output
 from shared.workflow.templates import Reference, lookup_path
 
 
@@ -107,17 +115,40 @@ class RuntimeContext:
         return primary_output(self.node_types.get(node_id, ""), self.records.get(node_id))
 
     def _upstream_record(self) -> Any:
+        """What `{value.x}` paths read: the one upstream node's record, else `value()`."""
         ran = [node_id for node_id in self.upstream if node_id in self.records]
         return self.records[ran[0]] if len(ran) == 1 else self.value()
+
+    def upstream_output(self) -> Any:
+        """What flows into the node, whose fields bare names read: the one upstream node's
+        output as it hands it on (a condition's: what it passed through), else `value()`
+        (several upstream nodes: {id: output}; none: the loop item or input_data)."""
+        ran = [node_id for node_id in self.upstream if node_id in self.records]
+        if len(ran) == 1:
+            return handed_on(self.node_types.get(ran[0], ""), self.records[ran[0]])
+        return self.value()
+
+    def _field(self, name: str) -> tuple[bool, Any]:
+        """(True, the field) when the upstream output is an object with key `name`."""
+        upstream = self.upstream_output()
+        if isinstance(upstream, dict) and name in upstream:
+            return True, upstream[name]
+        return False, None
 
     def resolve(self, reference: Reference) -> Any:
         frames = [(frame.loop_id, frame.item_variable) for frame in self.loops]
         kind = classify_reference(reference, self.node_types, loop_variables_of(frames))
         root, path = reference.root, reference.path
         if kind is RefKind.INPUT:
+            if not path:
+                found, field_value = self._field(root)
+                return field_value if found else dict(self.input_data)
             return lookup_path(dict(self.input_data), path)
         if kind is RefKind.VALUE:
-            return lookup_path(self._upstream_record(), path) if path else self.value()
+            if path:
+                return lookup_path(self._upstream_record(), path)
+            found, field_value = self._field(root)
+            return field_value if found else self.value()
         if kind is RefKind.LOOP_INDEX:
             return lookup_path(self.loops[-1].index, path)
         if kind is RefKind.LOOP_ITEM:
@@ -131,8 +162,6 @@ class RuntimeContext:
                 return None
             return lookup_path(self.records[root], path) if path else self._primary(root)
         if kind is RefKind.SHORTCUT:
-            upstream = self._upstream_record()
-            if isinstance(upstream, dict) and root in upstream:
-                return upstream[root]
-            return self.input_data.get(root)
+            found, field_value = self._field(root)
+            return field_value if found else self.input_data.get(root)
         return None

@@ -151,6 +151,29 @@ MESSAGES: Final[dict[str, Message]] = {
         "循环节点 {node} 的循环体为空,结果就是原列表",
         "Loop node {node} has an empty body: its results are the items themselves",
     ),
+    "AMBIGUOUS_REFERENCE:value": Message(
+        "节点 {node} 的 {field} 中的 {ref} 可能有两种含义:上游输出是含有 value 字段的对象时,"
+        "它读取这个字段;否则它是上游的整个输出。请写明:字段用 {as_field},整个输出用 {as_whole}",
+        "Node {node}, field {field}: {ref} can mean two things: the field value of the upstream "
+        "output when that output is an object with that field, otherwise the whole upstream "
+        "output. Say which: {as_field} for the field, {as_whole} for the whole output",
+    ),
+    "AMBIGUOUS_REFERENCE:input": Message(
+        "节点 {node} 的 {field} 中的 {ref} 可能有两种含义:上游输出是含有 input 字段的对象时,"
+        "它读取这个字段;否则它是整个输入 input_data。请写明:字段用 {as_field},"
+        "整个输入用 {as_whole}",
+        "Node {node}, field {field}: {ref} can mean two things: the field input of the upstream "
+        "output when that output is an object with that field, otherwise the whole input_data. "
+        "Say which: {as_field} for the field, {as_whole} for the whole input",
+    ),
+    "AMBIGUOUS_REFERENCE:shortcut": Message(
+        "节点 {node} 的 {field} 中的 {ref} 可能有两种含义:上游输出含有 {name} 字段时读取它,"
+        "否则读取输入 input_data 的 {name} 字段。请写明:上游输出的字段用 {as_field},"
+        "输入的字段用 {as_input}",
+        "Node {node}, field {field}: {ref} can mean two things: the field {name} of the upstream "
+        "output when it has one, otherwise the field {name} of input_data. Say which: "
+        "{as_field} for the upstream output's field, {as_input} for the input's",
+    ),
     "DUPLICATE_EDGE": Message(
         "连线 {edge} 与 {other} 重复(起点、出口和终点都相同)",
         "Edge {edge} duplicates {other} (same source, handle and target)",

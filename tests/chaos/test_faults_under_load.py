@@ -34,6 +34,7 @@ from tests.support.chaos import (
 )
 from tests.support.fake_llm import FakeLLM
 from tests.support.figures import LONG, Figures, scale
+from tests.support.processes import wait_for_log
 from tests.support.stack import Stack
 from tests.support.stores import BACKENDS
 
@@ -53,6 +54,8 @@ CHAOS_ENV = {
 }
 
 
+# Its own waits (the load, the injector's join, settling) allow ~16 min short and ~35 long.
+@pytest.mark.timeout(scale(1200, 3600))
 @pytest.mark.parametrize("backend", BACKENDS if LONG else ["sqlite"], indirect=True)
 def test_runs_survive_faults_under_load(
     backend: str, fresh_stack: Callable[..., Stack], fake_llm: FakeLLM, figures: Figures
@@ -150,9 +153,11 @@ def test_a_result_finished_while_nats_is_down_is_sent_not_run_again(
     stack = fresh_stack(workers=1).start()
     client, _ = stack.user_client()
     with client:
-        run_id, marker = start_slow_run(client, fake_llm, 2)
+        run_id, marker = start_slow_run(client, fake_llm, 3)
         stack.nats.kill9()
-        time.sleep(4)  # the call ends meanwhile
+        assert [c["ended"] for c in requests_with(fake_llm, marker)] == [None], "ended too soon"
+        # The call ends meanwhile; the worker says it holds the result until NATS is back.
+        wait_for_log(stack.workers, f"holding the result of {run_id}:llm-1:1")
         stack.nats.start()
         record = wait_finished(client, run_id, timeout=90)
     assert record["status"] == "completed", record

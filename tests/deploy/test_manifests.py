@@ -12,7 +12,10 @@ names, and every setting name and URL against the settings classes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import importlib
 import importlib.util
 import json
 import os
@@ -20,23 +23,31 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from services.auth.settings import AuthSettings
 from services.datasources.settings import DataSourcesSettings
 from services.executor.settings import ExecutorSettings, WorkerSettings
+from services.executor.worker_http import WorkerHealth, serve_worker_http, worker_health
 from services.gateway.settings import GatewaySettings
 from services.workflows.settings import WorkflowsSettings
+from shared.bus.client import JetStreamBus
 from shared.bus.streams import NODE_RUNS_STREAM, NODE_WORKERS_DURABLE
+from shared.web.health import DIAGNOSTICS_PATH, HEALTH_PATH, READY_PATH
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -298,13 +309,122 @@ def test_deployment_probes(overlay: str, obj: Obj | None) -> None:
         assert container.get("startupProbe"), "no startupProbe"
         assert liveness is not None
         assert readiness is not None
-        assert liveness[0] == "/healthz"
-        assert readiness[0] == "/readyz"
+        assert liveness[0] == HEALTH_PATH
+        # Readiness is the process's own state, never its dependencies' (ADR 0008).
+        assert readiness[0] == READY_PATH
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            probed = probe_http(container.get(kind))
+            assert probed is None or probed[0] != DIAGNOSTICS_PATH, kind
         # The worker serves its probes beside its metrics (services/executor/worker_http.py).
         name = "worker_metrics_port" if deployment["metadata"]["name"] == WORKER else "port"
         port = int(setting(overlay, container, name))
         assert container_port(container, liveness[1]) == port
         assert container_port(container, readiness[1]) == port
+
+
+# What each process's /diagnostics says when nothing it depends on answers: NATS and, for the
+# gateway, every upstream refuse connections; the store (SQLite here) is fine.
+DOWN_OF_MODULE: dict[str, dict[str, str]] = {
+    "services.gateway": dict.fromkeys(["nats", "auth", "workflows", "executor", "datasources"],
+                                      "failing"),
+    **{
+        f"services.{name}": {"store": "ok", "nats": "failing"}
+        for name in ("auth", "workflows", "executor", "datasources")
+    },
+    "services.executor.worker": {"nats": "failing"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("overlay", "obj"), cases(of_kind("Deployment")))
+def test_readiness_probe_answers_ready_while_every_dependency_is_down(
+    overlay: str, obj: Obj | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path the kubelet probes, on the process the Deployment runs (its real app or the
+    worker's probes), with NATS and the upstreams refusing connections: still 200, while
+    /diagnostics and the gauge name what is down. tests/deploy/test_outages.py does the
+    same against the running platform, one outage at a time."""
+    (container,) = app_containers(need(overlay, obj))
+    readiness = probe_http(container["readinessProbe"])
+    assert readiness is not None
+    module = module_of(container)
+    with dependencies_down(module, tmp_path, monkeypatch) as get:
+        ready = get(readiness[0])
+        assert ready.status_code == 200, ready.text
+        diagnostics = get(DIAGNOSTICS_PATH)
+        assert diagnostics.status_code == 503
+        body = diagnostics.json()
+        assert body["error_code"] == "DEPENDENCY_UNAVAILABLE"
+        assert body["dependencies"] == DOWN_OF_MODULE[module]
+        service = module.removeprefix("services.").replace("executor.worker", "worker")
+        for dependency, state in DOWN_OF_MODULE[module].items():
+            up = REGISTRY.get_sample_value(
+                "agentflow_dependency_up", {"service": service, "dependency": dependency}
+            )
+            assert up == (1.0 if state == "ok" else 0.0), dependency
+
+
+@contextlib.contextmanager
+def dependencies_down(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], httpx.Response]]:
+    """`module`'s process, started, with every network dependency refusing connections:
+    a `get(path)` for its probes port."""
+    for key in list(os.environ):
+        if key.startswith("AGENTFLOW_") or key == "NATS_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    nowhere = f"127.0.0.1:{free_port()}"  # nothing listens: connections are refused
+    values: dict[str, Any] = {
+        "environment": "test",
+        "nats_url": f"nats://{nowhere}",
+        "store": "sqlite",
+        "data_dir": tmp_path / "data",
+    }
+    if module == "services.executor.worker":
+        with worker_probes(WorkerSettings(**values)) as base:
+            yield lambda path: httpx.get(base + path, timeout=10)
+        return
+    values["jwt_secret"] = "deploy-test-secret-" + "x" * 32
+    if module == "services.gateway":
+        upstreams = set(DOWN_OF_MODULE[module]) - {"nats"}
+        values |= {f"{name}_url": f"http://{nowhere}" for name in upstreams}
+        values["metrics_port"] = 0
+    create_app = importlib.import_module(f"{module}.main").create_app
+    with TestClient(create_app(SETTINGS_OF_MODULE[module](**values))) as client:
+        client.get(DIAGNOSTICS_PATH)  # the first round of checks, waited for
+        yield lambda path: client.get(path)
+
+
+@contextlib.contextmanager
+def worker_probes(settings: WorkerSettings) -> Iterator[str]:
+    """The worker's probes as its `main` wires them, its event loop on a thread of its own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def on_loop(coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=30)
+
+    async def begin() -> tuple[JetStreamBus, WorkerHealth]:
+        bus = JetStreamBus(settings, name="deploy-test-worker")
+        health = worker_health(bus)
+        bus.start()
+        health.start()
+        await health.monitor.report()
+        return bus, health
+
+    bus, health = on_loop(begin())
+    port = free_port()
+    server = serve_worker_http("127.0.0.1", port, health)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        on_loop(health.stop())
+        on_loop(bus.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 # The setting that holds the port each process serves Prometheus metrics on.

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 
 from shared.security.grants import QueryGrants
 from shared.settings import PlatformSettings
@@ -17,6 +18,12 @@ from tests.support.processes import REPO_ROOT
 from tests.support.stack import Stack
 
 ADMIN_PASSWORD = "Adm1n-passphrase"
+
+
+@pytest.fixture(scope="module")
+def stack(shared_stack: Stack) -> Stack:
+    """The session's platform: this module's tests add and read data of their own users only."""
+    return shared_stack
 
 
 def me(stack: Stack, token: str) -> dict[str, str]:
@@ -52,8 +59,7 @@ def auth_cli(
     )  # fmt: skip
 
 
-def test_admin_from_the_command_line_while_the_service_runs(fresh_stack) -> None:
-    stack: Stack = fresh_stack().start()
+def test_admin_from_the_command_line_while_the_service_runs(stack: Stack) -> None:
     user = stack.register()
     name = f"ops_{uuid.uuid4().hex[:6]}"
     result = auth_cli(stack, "create-admin", "--username", name, "--email", f"{name}@example.com")
@@ -100,8 +106,7 @@ def test_request_id_reaches_the_service_logs_and_secrets_do_not(stack: Stack) ->
         assert "$argon2" not in log
 
 
-def test_cli_reports_a_weak_password_clearly(fresh_stack) -> None:
-    stack: Stack = fresh_stack().start()
+def test_cli_reports_a_weak_password_clearly(stack: Stack) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "services.auth.cli", "create-admin",
          "--username", "weakling", "--email", "weak@example.com"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ def test_the_audit_tool_replays_and_verifies_the_history(stack: Stack, me: httpx
     record = finished_run(me)
     run_id = record["id"]
 
-    history = audit(stack, "history", "executor", run_id, "--at", "1")
+    history = audit(stack, "history", "executor", run_id, "--at", "1", "--json")
     assert history.returncode == 0, history.stderr
     lines = [json.loads(line) for line in history.stdout.splitlines()]
     kinds = [line["type"] for line in lines[:-1]]
@@ -62,7 +63,7 @@ def test_the_audit_tool_replays_and_verifies_the_history(stack: Stack, me: httpx
 
     deadline = time.monotonic() + 20
     while True:  # the relay publishes right after each save; give it a moment
-        checked = audit(stack, "verify", "executor")
+        checked = audit(stack, "verify", "executor", "--json")
         report = json.loads(checked.stdout)
         if checked.returncode == 0 or time.monotonic() > deadline:
             break
@@ -70,6 +71,16 @@ def test_the_audit_tool_replays_and_verifies_the_history(stack: Stack, me: httpx
     assert checked.returncode == 0, report
     assert (report["missing"], report["duplicates"], report["unknown"]) == (0, 0, 0)
     assert report["published"] == report["stored_publishable"] > 0
+    assert report["stream_last_sequence"] > 0
+    shown = audit(stack, "verify", "executor")  # a table by default
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert re.search(rf"stored, to be published\s+{report['stored_publishable']}\b", shown.stdout)
+    assert re.search(r"missing from the stream\s+0\b", shown.stdout)
+    assert "OK" in shown.stdout
+    steps = audit(stack, "history", "executor", run_id)
+    assert re.search(r"version\s+time\s+type\s+data", steps.stdout)
+    assert "Execution.NodeCompleted" in steps.stdout
+    assert "Execution at now" in steps.stdout
 
     stream = audit(stack, "stream", "--aggregate", "execution", "--id", run_id)
     envelopes = [json.loads(line) for line in stream.stdout.splitlines()]
@@ -82,11 +93,14 @@ def test_the_audit_tool_replays_and_verifies_the_history(stack: Stack, me: httpx
         "ExecutionCompleted"
     ]
 
-    rebuilt = audit(stack, "rebuild-check", "executor")
+    rebuilt = audit(stack, "rebuild-check", "executor", "--json")
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert json.loads(rebuilt.stdout)["equal"] is True
     for service in ("workflows", "datasources"):
-        assert audit(stack, "rebuild-check", service).returncode == 0
+        table = audit(stack, "rebuild-check", service)
+        assert table.returncode == 0, table.stdout + table.stderr
+        assert re.search(r"events replayed\s+\d+", table.stdout)
+        assert "OK: equal" in table.stdout
 
 
 def test_admins_read_an_aggregates_history_with_secrets_redacted(

@@ -19,6 +19,12 @@ from tests.support.stack import Stack, new_user
 ERROR_KEYS = {"detail", "error_code", "status_code"}
 
 
+@pytest.fixture(scope="module")
+def stack(shared_stack: Stack) -> Stack:
+    """The session's platform: this module's tests add and read data of their own users only."""
+    return shared_stack
+
+
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()

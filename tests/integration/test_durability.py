@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.support.events import wait_for_events
@@ -28,9 +30,13 @@ def test_event_stored_while_nats_is_down_arrives_once_after_a_crash(fresh_stack)
     stack.nats.stop()
     # Registration does not depend on NATS: the event waits in the store's outbox.
     during = stack.register()
-    ready = httpx.get(stack.auth.base_url + "/readyz")
-    assert ready.status_code == 503
-    assert ready.json()["checks"]["nats"] == "failing"
+    # Still ready (ADR 0008); /diagnostics, checked every few seconds, names NATS.
+    assert httpx.get(stack.auth.base_url + "/readyz").status_code == 200
+    deadline = time.monotonic() + 20
+    while (diagnostics := httpx.get(stack.auth.base_url + "/diagnostics")).status_code != 503:
+        assert time.monotonic() < deadline, diagnostics.text
+        time.sleep(0.1)
+    assert diagnostics.json()["dependencies"] == {"store": "ok", "nats": "failing"}
     stack.auth.kill9()  # the stored event was never published
 
     stack.nats.start()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.integration.test_auth_journey import assert_error
 from tests.integration.test_executions import (
@@ -19,8 +21,11 @@ from tests.integration.test_executions import (
     wait_finished,
 )
 from tests.integration.test_llm_and_agents import requests_with
+from tests.support.events import wait_for_node_result, wait_handled_by_orchestrator
 from tests.support.fake_llm import FakeLLM
+from tests.support.platform_fixtures import module_platform
 from tests.support.stack import Stack
+from tests.support.stores import BACKENDS
 
 LIMITS = {
     "AGENTFLOW_MAX_RUNNING_EXECUTIONS_PER_USER": "2",
@@ -91,16 +96,29 @@ def test_a_run_longer_than_the_maximum_run_time_is_failed(fresh_stack) -> None:
         assert record["nodes"]["ask"]["status"] == "running"  # it was stopped, not finished
         for worker in stack.workers:
             worker.start()  # the late answer changes nothing
-        time.sleep(2)
+        late = wait_for_node_result(stack.nats.url, run["id"], "ask")
+        assert late.envelope["ok"], late.envelope
+        wait_handled_by_orchestrator(stack.nats.url, late)
         assert client.get(f"{E}/{run['id']}").json()["status"] == "failed"
         logs = client.get(f"/api/v1/execution-logs/executions/{run['id']}").json()["logs"]
         assert logs[-1]["level"] == "error"
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def budget_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM
+) -> Iterator[Stack]:
+    """A platform whose runs may spend 30 model tokens each, for the budget tests (they only
+    add runs of their own users, so they share it)."""
+    budget = {"AGENTFLOW_MAX_TOKENS_PER_EXECUTION": "30"}
+    with module_platform(request, tmp_path_factory, fake_llm, budget, workers=1) as running:
+        yield running
+
+
 def test_a_run_stops_calling_models_once_its_token_budget_is_spent(
-    fresh_stack, fake_llm: FakeLLM
+    budget_stack: Stack, fake_llm: FakeLLM
 ) -> None:
-    stack: Stack = fresh_stack({"AGENTFLOW_MAX_TOKENS_PER_EXECUTION": "30"}, workers=1).start()
+    stack = budget_stack
     marker = f"budget-{uuid.uuid4().hex[:8]}"
     asks = ["ask-1", "ask-2", "ask-3"]
     chain = {
@@ -132,8 +150,10 @@ def test_a_run_stops_calling_models_once_its_token_budget_is_spent(
     assert sent[1]["body"]["max_tokens"] == 30 - first  # asked for no more than was left
 
 
-def test_an_agent_stops_turning_once_the_budget_is_spent(fresh_stack, fake_llm: FakeLLM) -> None:
-    stack: Stack = fresh_stack({"AGENTFLOW_MAX_TOKENS_PER_EXECUTION": "30"}, workers=1).start()
+def test_an_agent_stops_turning_once_the_budget_is_spent(
+    budget_stack: Stack, fake_llm: FakeLLM
+) -> None:
+    stack = budget_stack
     marker = f"agent-budget-{uuid.uuid4().hex[:8]}"
     calls = " ".join('[[call=calculator:{"expression": "1+1"}]]' for _ in range(4))
     padding = " ".join(["word"] * 30)  # the first turn alone spends more than 30 tokens

@@ -11,11 +11,21 @@ import httpx
 import pytest
 
 from tests.integration.test_auth_journey import assert_error
-from tests.support.events import wait_for_events
+from tests.support.events import (
+    wait_for_events,
+    wait_for_node_result,
+    wait_handled_by_orchestrator,
+)
 from tests.support.stack import Stack
 
 W = "/api/v1/workflows"
 E = "/api/v1/executions"
+
+
+@pytest.fixture(scope="module")
+def stack(shared_stack: Stack) -> Stack:
+    """The session's platform: this module's tests add and read data of their own users only."""
+    return shared_stack
 
 
 @pytest.fixture
@@ -329,7 +339,9 @@ def test_cancel_stops_a_run_and_ignores_late_results(fresh_stack) -> None:
         assert cancelled.json()["status"] == "cancelled"
         for worker in stack.workers:
             worker.start()  # the queued command runs; its result must change nothing
-        time.sleep(2)
+        late = wait_for_node_result(stack.nats.url, run["id"], "ask")
+        assert late.envelope["ok"], late.envelope  # an answer that would have carried it on
+        wait_handled_by_orchestrator(stack.nats.url, late)
         record = client.get(f"{E}/{run['id']}").json()
         assert record["status"] == "cancelled"
         assert record["nodes"]["ask"]["status"] == "running"  # its late result changed nothing

@@ -6,9 +6,16 @@ import re
 import time
 
 import httpx
+import pytest
 
 from tests.integration.test_auth_journey import assert_error
 from tests.support.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def stack(shared_stack: Stack) -> Stack:
+    """The session's platform: this module's tests add and read data of their own users only."""
+    return shared_stack
 
 
 def test_openapi_describes_auth_with_schemas(stack: Stack) -> None:
@@ -105,16 +112,22 @@ def test_oversized_body_is_413(stack: Stack) -> None:
 def test_health_readiness_and_metrics(stack: Stack) -> None:
     with stack.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}
-        ready = client.get("/readyz").json()
-        assert ready["checks"] == {
-            "auth": "ok", "workflows": "ok", "executor": "ok", "datasources": "ok", "nats": "ok"
-        }  # fmt: skip
+        assert client.get("/readyz").json() == {"status": "ready"}
+        diagnostics = client.get("/diagnostics").json()
+        assert diagnostics["status"] == "ok"
+        upstreams = ("auth", "workflows", "executor", "datasources")
+        assert diagnostics["dependencies"] == {
+            "nats": "ok",
+            **dict.fromkeys(upstreams, "ok"),
+            **{f"{name}.{dep}": "ok" for name in upstreams for dep in ("store", "nats")},
+        }
         # Not on the public port: on a listener of its own, for the scraper.
         assert_error(client.get("/metrics"), 404, "NOT_FOUND")
     metrics = httpx.get(stack.gateway_metrics_url + "/metrics").text
     assert re.search(r'agentflow_http_requests_total\{[^}]*service="gateway"', metrics)
-    auth_ready = httpx.get(stack.auth.base_url + "/readyz").json()
-    assert auth_ready == {"status": "ready", "checks": {"store": "ok", "nats": "ok"}}
+    assert httpx.get(stack.auth.base_url + "/readyz").json() == {"status": "ready"}
+    auth_diagnostics = httpx.get(stack.auth.base_url + "/diagnostics").json()
+    assert auth_diagnostics["dependencies"] == {"store": "ok", "nats": "ok"}
 
 
 def test_upstream_down_is_503_not_a_hang(fresh_stack) -> None:
@@ -126,14 +139,14 @@ def test_upstream_down_is_503_not_a_hang(fresh_stack) -> None:
         elapsed = time.monotonic() - started
         body = assert_error(response, 503, "UPSTREAM_UNAVAILABLE")
         assert "auth" in body["detail"]
-        not_ready = client.get("/readyz")
-        assert_error(not_ready, 503, "NOT_READY")
-        assert not_ready.json()["checks"] == {
-            "auth": "failing",
-            "workflows": "ok",
-            "executor": "ok",
-            "datasources": "ok",
-            "nats": "ok",
-        }
+        # The gateway stays ready (ADR 0008); /diagnostics names the upstream that is down.
+        assert client.get("/readyz").json() == {"status": "ready"}
+        deadline = time.monotonic() + 20
+        while (diagnostics := client.get("/diagnostics")).json()["dependencies"]["auth"] == "ok":
+            assert time.monotonic() < deadline, diagnostics.text
+            time.sleep(0.1)
+        assert_error(diagnostics, 503, "DEPENDENCY_UNAVAILABLE")
+        states = diagnostics.json()["dependencies"]
+        assert {name for name, state in states.items() if state != "ok"} == {"auth"}
     # Not a timing assertion on speed, only that the client did not wait for its own timeout.
     assert elapsed < 25

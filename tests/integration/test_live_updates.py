@@ -22,6 +22,12 @@ from tests.integration.test_executions import (
 from tests.support.stack import Stack
 
 
+@pytest.fixture(scope="module")
+def stack(shared_stack: Stack) -> Stack:
+    """The session's platform: this module's tests add and read data of their own users only."""
+    return shared_stack
+
+
 def socket_url(stack: Stack, execution_id: str, token: str) -> str:
     base = stack.base_url.replace("http://", "ws://")
     return f"{base}/api/v1/ws/executions/{execution_id}?token={token}"

@@ -15,15 +15,22 @@ import pytest
 
 from tests.integration.test_executions import W, create_workflow, edge, node, wait_finished
 from tests.integration.test_live_updates import receive_all, socket_url, token_of
-from tests.support.events import wait_for_events
+from tests.support.events import handled_by_orchestrator, wait_for_events, wait_for_node_result
 from tests.support.fake_llm import FakeLLM
 from tests.support.http_servers import QuietHandler, serving
 from tests.support.platform_fixtures import LLM_KEY
+from tests.support.processes import wait_for_log
 from tests.support.stack import Stack
 from tests.unit.workflow.builders import SEED_EXAMPLE
 
 L = "/api/v1/execution-logs/executions"
 _DIRECTIVE = re.compile(r"\[\[.*?\]\]")
+
+
+@pytest.fixture(scope="module")
+def stack(shared_stack: Stack) -> Stack:
+    """The session's platform: this module's tests add and read data of their own users only."""
+    return shared_stack
 
 
 @pytest.fixture
@@ -42,7 +49,7 @@ def llm_flow(**llm: Any) -> dict[str, Any]:
 
 
 def requests_with(fake_llm: FakeLLM, marker: str) -> list[dict[str, Any]]:
-    return [r for r in fake_llm.requests() if marker in json.dumps(r["body"], ensure_ascii=False)]
+    return fake_llm.requests_with(marker)
 
 
 def start_slow_run(client: httpx.Client, fake_llm: FakeLLM, delay: float) -> tuple[str, str]:
@@ -379,7 +386,11 @@ def test_the_api_process_killed_mid_llm_call_loses_nothing(
     with client:
         run_id, marker = start_slow_run(client, fake_llm, 3)
         stack.executor.kill9()  # the result arrives while nobody is there to record it
-        time.sleep(3.5)
+        assert [c["ended"] for c in requests_with(fake_llm, marker)] == [None], "ended too soon"
+        fake_llm.wait_ended(marker)
+        result = wait_for_node_result(stack.nats.url, run_id, "llm-1")
+        assert result.envelope["ok"], result.envelope
+        assert not handled_by_orchestrator(stack.nats.url, result)  # it waits for the api
         stack.executor.start()
         record = wait_finished(client, run_id, timeout=60)
         assert record["status"] == "completed", record
@@ -391,9 +402,11 @@ def test_a_run_completes_across_a_nats_restart(fresh_stack: Any, fake_llm: FakeL
     stack: Stack = fresh_stack({"AGENTFLOW_NODE_ACK_WAIT_S": "3"}).start()
     client, _ = stack.user_client()
     with client:
-        run_id, marker = start_slow_run(client, fake_llm, 2)
+        run_id, marker = start_slow_run(client, fake_llm, 3)
         stack.nats.stop()
-        time.sleep(3)  # the call ends while NATS is down: its result cannot be sent yet
+        assert [c["ended"] for c in requests_with(fake_llm, marker)] == [None], "ended too soon"
+        # The call ends while NATS is down: the worker holds its result until NATS is back.
+        wait_for_log(stack.workers, f"holding the result of {run_id}:llm-1:1")
         stack.nats.start()
         record = wait_finished(client, run_id, timeout=90)
         assert record["status"] == "completed", record

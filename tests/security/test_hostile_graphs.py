@@ -28,27 +28,64 @@ from tests.support.figures import Figures, scale
 from tests.support.stack import Stack
 
 SUITE = "security: hostile graphs"
-_tally: Counter[str] = Counter()  # per backend; the last test records and resets it
 RUN_TIMEOUT_S = 90.0  # a safety net on a loaded machine; a hang fails the test
 
 
-def _count_5xx(response: httpx.Response) -> None:
-    if response.status_code >= 500:
-        _tally["5xx"] += 1
+def _backend(stack: Stack) -> str:
+    return "postgres" if "postgres" in str(stack.env.get("AGENTFLOW_STORE")) else "sqlite"
+
+
+@pytest.fixture(scope="module")
+def totals(stack: Stack, figures: Figures) -> Iterator[Counter[str]]:
+    """The cases of every test of this module on one backend, whatever ran and in whatever
+    order, recorded as figures when the module is done with that backend."""
+    counts: Counter[str] = Counter()
+    yield counts
+    backend = _backend(stack)
+    figures.record(SUITE, f"hostile cases tried ({backend})", counts["tried"])
+    figures.record(SUITE, f"refused with a clear error ({backend})", counts["refused"])
+    figures.record(SUITE, f"bounded runs, failed clearly ({backend})", counts["bounded"])
+    figures.record(SUITE, f"answered normally ({backend})", counts["answered"])
+    figures.record(
+        SUITE, f"crashes (5xx) / hangs ({backend})", f"{counts['5xx']} / {counts['hangs']}"
+    )
 
 
 @pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
+def tally(totals: Counter[str]) -> Iterator[Counter[str]]:
+    """This test's cases (tried, refused, bounded, answered, 5xx, hangs), added to the totals."""
+    counts: Counter[str] = Counter()
+    try:
+        yield counts
+    finally:
+        totals.update(counts)
+
+
+@pytest.fixture
+def me(stack: Stack, tally: Counter[str]) -> Iterator[httpx.Client]:
+    """A new user's client; any 5xx it is answered fails the test at that request."""
+
+    def no_5xx(response: httpx.Response) -> None:
+        if response.status_code >= 500:
+            tally["5xx"] += 1
+            response.read()
+            raise AssertionError(
+                f"{response.request.method} {response.request.url.path} answered "
+                f"{response.status_code}: {response.text[:2000]}"
+            )
+
     client, _ = stack.user_client()
-    client.event_hooks = {"request": [], "response": [_count_5xx]}
+    client.event_hooks = {"request": [], "response": [no_5xx]}
     with client:
         yield client
 
 
-def _refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    _tally["tried"] += 1
+def _refused(
+    tally: Counter[str], response: httpx.Response, status: int, code: str
+) -> dict[str, Any]:
+    tally["tried"] += 1
     body = assert_error(response, status, code)
-    _tally["refused"] += 1
+    tally["refused"] += 1
     return body
 
 
@@ -78,7 +115,7 @@ def _start_run(client: httpx.Client, body: dict[str, Any], input_data: dict[str,
     return str(started.json()["id"])
 
 
-def _finished(client: httpx.Client, execution_id: str) -> dict[str, Any]:
+def _finished(tally: Counter[str], client: httpx.Client, execution_id: str) -> dict[str, Any]:
     """The finished record; a run still going after RUN_TIMEOUT_S counts as a hang."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -87,15 +124,17 @@ def _finished(client: httpx.Client, execution_id: str) -> dict[str, Any]:
             record: dict[str, Any] = client.get(f"{E}/{execution_id}").json()
             return record
         time.sleep(0.2)
-    _tally["hangs"] += 1
+    tally["hangs"] += 1
     raise AssertionError(f"execution {execution_id} still {status} after {RUN_TIMEOUT_S} s")
 
 
-def _bounded_failure(client: httpx.Client, execution_id: str, node_id: str, says: str) -> str:
+def _bounded_failure(
+    tally: Counter[str], client: httpx.Client, execution_id: str, node_id: str, says: str
+) -> str:
     """The run failed at `node_id` (or, given "", at some node) with a reason containing
     `says` (either language)."""
-    _tally["tried"] += 1
-    record = _finished(client, execution_id)
+    tally["tried"] += 1
+    record = _finished(tally, client, execution_id)
     assert record["status"] == "failed", record
     failed = [n for n, run in record["nodes"].items() if run["status"] == "failed"]
     assert failed == [node_id or failed[0]], record["nodes"]
@@ -103,7 +142,7 @@ def _bounded_failure(client: httpx.Client, execution_id: str, node_id: str, says
     assert says in error, error
     assert "internal" not in error.lower(), error
     assert "内部" not in error, error
-    _tally["bounded"] += 1
+    tally["bounded"] += 1
     return error
 
 
@@ -134,7 +173,9 @@ def _refused_graphs(marker: Path) -> list[tuple[dict[str, Any], str]]:
     ]  # fmt: skip
 
 
-def test_graphs_built_to_hurt_are_refused_before_they_run(me: httpx.Client, tmp_path: Path) -> None:
+def test_graphs_built_to_hurt_are_refused_before_they_run(
+    me: httpx.Client, tally: Counter[str], tmp_path: Path
+) -> None:
     marker = tmp_path / "pwned"
     for body, code in _refused_graphs(marker):
         report = me.post(f"{W}/validate", json=body)
@@ -143,13 +184,15 @@ def test_graphs_built_to_hurt_are_refused_before_they_run(me: httpx.Client, tmp_
         assert code in _codes(report.json()["errors"])
         # Drafts may be saved in any state; running one is what is refused.
         wid = create_workflow(me, body)
-        refused = _refused(me.post(f"{W}/{wid}/execute", json={}), 422, "INVALID_WORKFLOW")
+        refused = _refused(tally, me.post(f"{W}/{wid}/execute", json={}), 422, "INVALID_WORKFLOW")
         assert code in _codes(refused["errors"])
         assert len(refused["errors"]) <= 501  # a flood of issues is capped
     assert not marker.exists()
 
 
-def test_graphs_over_the_size_limits_are_refused_whole(me: httpx.Client) -> None:
+def test_graphs_over_the_size_limits_are_refused_whole(
+    me: httpx.Client, tally: Counter[str]
+) -> None:
     nodes = [node("s", "start"), node("e", "end")]
     nodes += [node(f"n{i}", "transform", template="x") for i in range(10_000)]
     too_many_nodes = {"name": "huge", "nodes": nodes, "edges": []}
@@ -163,21 +206,21 @@ def test_graphs_over_the_size_limits_are_refused_whole(me: httpx.Client) -> None
     heavy = {**BRANCHING, "description": "", "nodes": [*BRANCHING["nodes"]]}
     heavy["nodes"][2] = node("t-1", "transform", template="{input.text}!", note="标" * 1_100_000)
     before = len(me.get(W).json())
-    _refused(me.post(W, json=heavy), 413, "WORKFLOW_TOO_LARGE")
+    _refused(tally, me.post(W, json=heavy), 413, "WORKFLOW_TOO_LARGE")
     for body in (too_many_nodes, too_many_edges):
         for response in (me.post(W, json=body), me.post(f"{W}/validate", json=body)):
-            refused = _refused(response, 422, "VALIDATION_ERROR")
+            refused = _refused(tally, response, 422, "VALIDATION_ERROR")
             assert "2000" in refused["detail"] or "10000" in refused["detail"]
     wid = create_workflow(me, BRANCHING)
-    _refused(me.put(f"{W}/{wid}", json={"nodes": nodes}), 422, "VALIDATION_ERROR")
-    _refused(me.put(f"{W}/{wid}", json={"nodes": heavy["nodes"]}), 413, "WORKFLOW_TOO_LARGE")
+    _refused(tally, me.put(f"{W}/{wid}", json={"nodes": nodes}), 422, "VALIDATION_ERROR")
+    _refused(tally, me.put(f"{W}/{wid}", json={"nodes": heavy["nodes"]}), 413, "WORKFLOW_TOO_LARGE")
     exported = {"format_version": 1, "name": "imported", "nodes": nodes, "edges": []}
-    _refused(me.post(f"{W}/import", json={"workflow": exported}), 422, "IMPORT_MALFORMED")
+    _refused(tally, me.post(f"{W}/import", json={"workflow": exported}), 422, "IMPORT_MALFORMED")
     exported = {**heavy, "format_version": 1}
-    _refused(me.post(f"{W}/import", json={"workflow": exported}), 413, "WORKFLOW_TOO_LARGE")
+    _refused(tally, me.post(f"{W}/import", json={"workflow": exported}), 413, "WORKFLOW_TOO_LARGE")
     # input_data goes into the run's first event too: at most 1 MiB.
     big_input = {"input_data": {"text": "x" * (1024 * 1024)}}
-    _refused(me.post(f"{W}/{wid}/execute", json=big_input), 413, "INPUT_TOO_LARGE")
+    _refused(tally, me.post(f"{W}/{wid}/execute", json=big_input), 413, "INPUT_TOO_LARGE")
     assert me.get(E, params={"workflow_id": wid}).json() == []
     assert len(me.get(W).json()) == before + 1  # nothing of the refused ones was stored
     assert me.get(f"{W}/{wid}").json()["nodes"] == BRANCHING["nodes"]
@@ -206,7 +249,7 @@ def _raw_bodies() -> list[tuple[str, bytes]]:
 
 
 def test_bodies_that_break_parsers_answer_400_and_store_nothing(
-    stack: Stack, me: httpx.Client
+    stack: Stack, me: httpx.Client, tally: Counter[str]
 ) -> None:
     wid = create_workflow(me, BRANCHING)
     before = len(me.get(W).json())
@@ -215,30 +258,30 @@ def test_bodies_that_break_parsers_answer_400_and_store_nothing(
         for path in (W, f"{W}/validate", f"{W}/{wid}/execute"):
             if path.endswith("execute"):
                 body = b'{"input_data": {"text": ' + body + b"}}"
-            _refused(me.post(path, content=body, headers=json_type), 400, "INVALID_JSON")
-        _refused(me.put(f"{W}/{wid}", content=body, headers=json_type), 400, "INVALID_JSON")
+            _refused(tally, me.post(path, content=body, headers=json_type), 400, "INVALID_JSON")
+        _refused(tally, me.put(f"{W}/{wid}", content=body, headers=json_type), 400, "INVALID_JSON")
     english = me.post(W, content=b'{"a": NaN}', headers={**json_type, "Accept-Language": "en"})
-    assert "NaN" in _refused(english, 400, "INVALID_JSON")["detail"]
+    assert "NaN" in _refused(tally, english, 400, "INVALID_JSON")["detail"]
     # The gateway's body limit comes first.
     huge = b'{"name": "' + b"x" * (11 * 1024 * 1024) + b'"}'
-    _refused(me.post(W, content=huge, headers=json_type), 413, "PAYLOAD_TOO_LARGE")
+    _refused(tally, me.post(W, content=huge, headers=json_type), 413, "PAYLOAD_TOO_LARGE")
     assert len(me.get(W).json()) == before
     assert me.get(f"{E}", params={"workflow_id": wid}).json() == []
 
     # Query strings: percent-encoded bytes that are not UTF-8, and a lone surrogate.
     for query in ("%ff%fe", "%ED%A0%80", "%00"):
-        _tally["tried"] += 1
+        tally["tried"] += 1
         listed = me.get(f"{W}?search={query}")
         assert listed.status_code in (200, 422), listed.text
-        _tally["refused" if listed.status_code == 422 else "answered"] += 1
+        tally["refused" if listed.status_code == 422 else "answered"] += 1
     # Raw non-UTF-8 bytes in the request line: the HTTP server answers 400 itself.
     host, port = stack.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as raw:
         raw.sendall(b"GET /api/v1/workflows?search=\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = raw.recv(200)
-    _tally["tried"] += 1
+    tally["tried"] += 1
     assert answer.startswith(b"HTTP/1.1 400"), answer
-    _tally["refused"] += 1
+    tally["refused"] += 1
 
 
 # -- expressions that try to escape, or to run forever --------------------------------------
@@ -284,7 +327,7 @@ def _condition(expression: str) -> dict[str, Any]:
 
 
 def test_expressions_that_try_to_escape_are_refused_and_run_nothing(
-    stack: Stack, me: httpx.Client, tmp_path: Path
+    stack: Stack, me: httpx.Client, tally: Counter[str], tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
     for expression in COMPILE_REFUSED:
@@ -292,13 +335,13 @@ def test_expressions_that_try_to_escape_are_refused_and_run_nothing(
         report = me.post(f"{W}/validate", json=body).json()
         assert _codes(report["errors"]) == {"INVALID_EXPRESSION"}, (expression, report)
         wid = create_workflow(me, body)
-        refused = _refused(me.post(f"{W}/{wid}/execute", json={}), 422, "INVALID_WORKFLOW")
+        refused = _refused(tally, me.post(f"{W}/{wid}/execute", json={}), 422, "INVALID_WORKFLOW")
         assert refused["errors"][0]["node_id"] == "c"
     # What compiles is bounded when it runs: all at once, each fails within the timeout.
     hostile = {"s": "a" * 40 + "!"}
     runs = [(_start_run(me, _condition(e), hostile), says) for e, says in RUN_BOUNDED]
     for execution_id, says in runs:
-        _bounded_failure(me, execution_id, "c", says)
+        _bounded_failure(tally, me, execution_id, "c", says)
     assert not marker.exists()
     assert stack.executor.running
     assert stack.workflows.running
@@ -307,7 +350,9 @@ def test_expressions_that_try_to_escape_are_refused_and_run_nothing(
 # -- templates that recurse or amplify -------------------------------------------------------
 
 
-def test_templates_that_recurse_or_amplify_are_bounded(me: httpx.Client) -> None:
+def test_templates_that_recurse_or_amplify_are_bounded(
+    me: httpx.Client, tally: Counter[str]
+) -> None:
     steps = scale(24, 40)  # 1000 characters doubled 24 times would be 16 GB
     ids = [f"t{i}" for i in range(steps)]
     doubling = _graph(
@@ -348,7 +393,7 @@ def test_templates_that_recurse_or_amplify_are_bounded(me: httpx.Client) -> None
         (_start_run(me, model, {"s": "x" * 600_000}), "ask", "1000000"),
     ]
     for execution_id, node_id, says in runs:
-        _bounded_failure(me, execution_id, node_id, says)
+        _bounded_failure(tally, me, execution_id, node_id, says)
 
     # A value that holds a template marker is text: it is not expanded again.
     echo = _graph(
@@ -358,7 +403,7 @@ def test_templates_that_recurse_or_amplify_are_bounded(me: httpx.Client) -> None
         edges=_chain("s", "t", "e"),
     )
     execution_id = _start_run(me, echo, {"text": "{input.secret}", "secret": "s3cr3t"})
-    record = _finished(me, execution_id)
+    record = _finished(tally, me, execution_id)
     assert record["status"] == "completed", record
     assert record["output_data"] == {"result": "said: {input.secret}"}
 
@@ -366,29 +411,16 @@ def test_templates_that_recurse_or_amplify_are_bounded(me: httpx.Client) -> None
 # -- afterwards ------------------------------------------------------------------------------
 
 
-def test_the_platform_keeps_serving_other_users(
-    stack: Stack, me: httpx.Client, figures: Figures
-) -> None:
+def test_the_platform_keeps_serving_other_users(stack: Stack, tally: Counter[str]) -> None:
     other, _ = stack.user_client()
     with other:
         assert other.get("/healthz").status_code == 200
         runs = [_start_run(other, BRANCHING, {"text": f"hello {i}"}) for i in range(scale(3, 20))]
         for execution_id in runs:
-            record = _finished(other, execution_id)
+            record = _finished(tally, other, execution_id)
             assert record["status"] == "completed", record
             assert record["output_data"]["shout"].startswith("hello")
     for service in (stack.gateway, stack.auth, stack.workflows, stack.executor):
         assert service.running, service.logs()[-2000:]
         # The shared error handler logs this for every 500 it answers.
         assert "unhandled error" not in service.logs(), service.logs()[-4000:]
-    backend = "postgres" if "postgres" in str(stack.env.get("AGENTFLOW_STORE")) else "sqlite"
-    figures.record(SUITE, f"hostile cases tried ({backend})", _tally["tried"])
-    figures.record(SUITE, f"refused with a clear error ({backend})", _tally["refused"])
-    figures.record(SUITE, f"bounded runs, failed clearly ({backend})", _tally["bounded"])
-    figures.record(SUITE, f"answered normally ({backend})", _tally["answered"])
-    figures.record(
-        SUITE, f"crashes (5xx) / hangs ({backend})", f"{_tally['5xx']} / {_tally['hangs']}"
-    )
-    assert _tally["5xx"] == 0
-    assert _tally["hangs"] == 0
-    _tally.clear()

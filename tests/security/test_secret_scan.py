@@ -335,7 +335,9 @@ def data_sources(
     wrong = {"config": {"password": known["wrong MariaDB password"]}}
     assert me.put(f"{D}/{mariadb}", json=wrong).status_code == 200
     assert me.post(f"{D}/{mariadb}/test").json()["error_kind"] == "auth"
-    assert me.post(f"{D}/{mariadb}/query", json={"query": "SELECT 1"}).status_code == 502
+    refused = me.post(f"{D}/{mariadb}/query", json={"query": "SELECT 1"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error_code"] == "DATA_SOURCE_AUTH_FAILED"
     right = {"config": {"password": shop["password"]}}
     assert me.put(f"{D}/{mariadb}", json=right).status_code == 200
     assert me.post(f"{D}/{mariadb}/test").json()["status"] == "success"
@@ -445,7 +447,7 @@ def gather(
 ) -> list[tuple[str, str, list[str]]]:
     """(kind, where, lines) of everything the platform showed or wrote."""
     with recorder.client() as anonymous:
-        for path in ("/openapi.json", "/docs", "/redoc", "/healthz", "/readyz"):
+        for path in ("/openapi.json", "/docs", "/redoc", "/healthz", "/readyz", "/diagnostics"):
             anonymous.get(path)
     found = [("responses", where, [text]) for where, text in recorder.responses]
     found.append(("WebSocket messages", "live", messages))

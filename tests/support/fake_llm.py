@@ -17,8 +17,11 @@ The answer is otherwise `"ECHO: " + <the last user message without directives, s
 wrapped as `{"echo": ...}` JSON when `response_format` is json_object. Usage counts words.
 `--api-key K` makes requests without `Authorization: Bearer K` fail with 401.
 
-`GET /_requests` lists every chat request received (`{"body", "authorization"}`), recorded on
-arrival, before any delay or failure; `DELETE /_requests` forgets them.
+`GET /_requests` lists every chat request received (`{"body", "authorization", "ended"}`),
+recorded on arrival, before any delay or failure; `DELETE /_requests` forgets them. `ended` is
+None while the call is under way, then how it ended: `answered` (the whole answer was
+handed to the connection), `refused` (an error status, scripted or not), `cut` (as scripted)
+or `abandoned` (the client went away mid-stream). Tests wait on it for "the call ended".
 
 Run as `python -m tests.support.fake_llm --port N [--api-key K]`; tests use `FakeLLM`.
 """
@@ -178,7 +181,29 @@ class FakeProvider:
         except ValueError:
             return openai_error(400, "the body is not JSON")
         authorization = request.headers.get("authorization")
-        self.received.append({"body": body, "authorization": authorization})
+        entry: dict[str, Any] = {"body": body, "authorization": authorization, "ended": None}
+        self.received.append(entry)
+        refusal = self._refusal(body, authorization)
+        if refusal is not None:
+            entry["ended"] = "refused"
+            return refusal
+        script = parse_script(body["messages"])
+        turn = plan_turn(body, script)
+        model = str(body.get("model", ""))
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            chunks = stream(model, turn, usage_of(body, turn), script, include_usage)
+            cut = script.cut is not None and turn.call is None and bool(turn.text)
+            return StreamingResponse(
+                _noting_end(chunks, entry, cut=cut), media_type="text/event-stream"
+            )
+        await asyncio.sleep(script.delay)
+        answer = JSONResponse(completion(model, turn, usage_of(body, turn)))
+        entry["ended"] = "answered"
+        return answer
+
+    def _refusal(self, body: Any, authorization: str | None) -> Response | None:
+        """The error answer the request gets instead of a completion, if any."""
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             return openai_error(401, "Incorrect API key provided")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -190,20 +215,29 @@ class FakeProvider:
             status = script.fail[0]
             kind = "rate_limit_error" if status == 429 else "scripted_error"
             return openai_error(status, f"scripted failure {status}", kind)
-        turn = plan_turn(body, script)
-        model = str(body.get("model", ""))
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            chunks = stream(model, turn, usage_of(body, turn), script, include_usage)
-            return StreamingResponse(chunks, media_type="text/event-stream")
-        await asyncio.sleep(script.delay)
-        return JSONResponse(completion(model, turn, usage_of(body, turn)))
+        return None
 
     def _should_fail(self, fail: tuple[int, int, str]) -> bool:
         _, times, key = fail
         seen = self.failures.get(key, 0)
         self.failures[key] = seen + 1
         return seen < times
+
+
+async def _noting_end(
+    chunks: AsyncIterator[bytes], entry: dict[str, Any], *, cut: bool
+) -> AsyncIterator[bytes]:
+    """`chunks`, recording in `entry` how the stream ended (`cut`: it ends early, scripted)."""
+    outcome = "abandoned"  # closed from outside: the client went away mid-stream
+    try:
+        async for chunk in chunks:
+            yield chunk
+        outcome = "cut" if cut else "answered"
+    except StreamCut:
+        outcome = "cut"
+        raise
+    finally:
+        entry["ended"] = entry["ended"] or outcome
 
 
 class _CutQuietly:
@@ -311,6 +345,21 @@ class FakeLLM(ManagedProcess):
 
     def clear(self) -> None:
         httpx.delete(f"{self.root_url}/_requests", timeout=5).raise_for_status()
+
+    def requests_with(self, marker: str) -> list[dict[str, Any]]:
+        """The chat requests whose body contains `marker` (tests tag their prompts with one)."""
+        return [r for r in self.requests() if marker in json.dumps(r["body"], ensure_ascii=False)]
+
+    def wait_ended(self, marker: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until every call carrying `marker` (at least one) has ended, and return them;
+        fails the test if that takes longer than `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            calls = self.requests_with(marker)
+            if calls and all(call["ended"] for call in calls):
+                return calls
+            assert time.monotonic() < deadline, f"calls with {marker} still going: {calls}"
+            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> None:

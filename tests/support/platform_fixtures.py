@@ -4,7 +4,7 @@ processes, on SQLite and on PostgreSQL, and the fake LLM. Loaded by the root con
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,9 +44,10 @@ def module_platform(
     tmp_path_factory: pytest.TempPathFactory,
     fake_llm: FakeLLM,
     extra_env: dict[str, str] | None = None,
+    workers: int = 2,
 ) -> Iterator[Stack]:
     """A running platform on the backend named by `request.param`, with settings of its own
-    over `platform_env`: what a module-scoped platform fixture yields."""
+    over `platform_env`: what a module- or session-scoped platform fixture yields."""
     backend = str(request.param)
     workdir = tmp_path_factory.mktemp(f"stack-{backend}")
     if backend == "postgres":
@@ -54,7 +55,8 @@ def module_platform(
         env = store_env("postgres", str(workdir / "data"), dbname, f"m{uuid.uuid4().hex[:10]}_")
     else:
         env = store_env("sqlite", str(workdir / "data"), None)
-    running = Stack(workdir, env, {**platform_env(fake_llm), **(extra_env or {})}).start()
+    settings = {**platform_env(fake_llm), **(extra_env or {})}
+    running = Stack(workdir, env, settings, workers=workers).start()
     try:
         yield running
     finally:
@@ -65,9 +67,52 @@ def module_platform(
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM
 ) -> Iterator[Stack]:
-    """One running platform per test module and backend, for tests that only add data."""
+    """One running platform per test module and backend, for tests that only add data.
+
+    A module whose tests add only data of their own users (new users, and their workflows,
+    runs and sources) and read only that back shares `shared_stack` instead, by overriding
+    this fixture:
+
+        @pytest.fixture(scope="module")
+        def stack(shared_stack: Stack) -> Stack:
+            return shared_stack
+
+    A module keeps its own where a test reads what is global: metrics deltas, every event
+    of a kind, service logs as a whole, settings of its own."""
     with module_platform(request, tmp_path_factory, fake_llm) as running:
         yield running
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def shared_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM
+) -> Iterator[Stack]:
+    """One running platform per backend for the whole session (see `stack`). pytest runs the
+    tests that use it grouped by backend, so only one of the two runs at a time, and each is
+    stopped as soon as the last test that uses it is done (not idling to the session's end)."""
+    with module_platform(request, tmp_path_factory, fake_llm) as running:
+        _shared_running[str(request.param)] = running
+        yield running
+
+
+# The shared platforms running, by backend, and the last test (node id) that uses each.
+_shared_running: dict[str, Stack] = {}
+_shared_last_user: dict[str, str] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:  # in the order they will run, fixtures' reordering done
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "shared_stack" in callspec.params:
+            _shared_last_user[str(callspec.params["shared_stack"])] = item.nodeid
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield
+    for backend, nodeid in _shared_last_user.items():
+        if nodeid == item.nodeid and backend in _shared_running:
+            _shared_running.pop(backend).stop()  # its fixture's own stop is then a no-op
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -99,10 +100,19 @@ class ManagedProcess:
         self._close_log()
 
     def stop(self) -> None:
+        self.terminate()
+        self.wait_stopped()
+
+    def terminate(self) -> None:
+        """SIGTERM: ask for a graceful shutdown, without waiting for it (`wait_stopped`)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = 15.0) -> None:
+        """Wait for the process to exit, SIGKILL it after `timeout`; close its log."""
+        if self.proc is not None:
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
@@ -163,11 +173,13 @@ class ServiceProcess(ManagedProcess):
         raise TimeoutError(f"{self.name} not healthy within {timeout}s:\n{self.logs()[-4000:]}")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every dependency answers (`/diagnostics` is 200): the store and NATS, and for
+        the gateway its upstreams and theirs. `/readyz` says less: only that it serves."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             try:
-                response = httpx.get(self.base_url + "/readyz", timeout=2.0)
+                response = httpx.get(self.base_url + "/diagnostics", timeout=2.0)
                 if response.status_code == 200:
                     return
                 last = response.text
@@ -177,3 +189,17 @@ class ServiceProcess(ManagedProcess):
         raise TimeoutError(
             f"{self.name} not ready within {timeout}s: {last}\n{self.logs()[-4000:]}"
         )
+
+
+def wait_for_log(
+    processes: Sequence[ManagedProcess], text: str, timeout: float = 30.0
+) -> ManagedProcess:
+    """The first of `processes` whose log holds `text`, waiting up to `timeout` for one; fails
+    the test if none does. For events a process only tells its log about."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for process in processes:
+            if text in process.logs():
+                return process
+        assert time.monotonic() < deadline, f"no log of {[p.name for p in processes]} has {text!r}"
+        time.sleep(0.1)

@@ -38,6 +38,8 @@ class Stack:
             # The machine's own AGENTFLOW_* settings must not leak into a test's platform.
             **{k: v for k, v in os.environ.items() if not k.startswith("AGENTFLOW_")},
             "AGENTFLOW_ENVIRONMENT": "test",
+            # Nor a developer's .env in the checkout (the processes run there): no dotenv file.
+            "AGENTFLOW_ENV_FILE": "",
             "AGENTFLOW_JWT_SECRET": self.jwt_secret,
             "AGENTFLOW_DATASOURCE_QUERY_KEY": secrets.token_urlsafe(48),
             "AGENTFLOW_NATS_URL": self.nats.url,
@@ -113,9 +115,17 @@ class Stack:
         return (self.auth, self.workflows, self.executor, self.datasources, self.gateway)
 
     def stop(self) -> None:
-        for process in (self.gateway, self.executor, *self.workers, self.datasources,
-                        self.workflows, self.auth, self.nats):  # fmt: skip
-            process.stop()
+        # Every process shuts down at once (one by one, each graceful shutdown waited for the
+        # last: seconds per test); nats-server last, so their final publishes find it. A test
+        # is over here: a worker still finishing a slow node in its shutdown grace is killed
+        # after a few seconds instead of being waited for.
+        processes = (self.gateway, self.executor, *self.workers, self.datasources,
+                     self.workflows, self.auth)  # fmt: skip
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait_stopped(timeout=5.0)
+        self.nats.stop()
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30.0, **kwargs)

@@ -21,7 +21,7 @@ class Body(BaseModel):
 
 
 def make_app() -> FastAPI:
-    app = build_app(service="t", title="t", description="t", readiness={})
+    app = build_app(service="t", title="t", description="t", dependencies={})
 
     @app.get("/conflict")
     def conflict() -> None:
@@ -99,5 +99,7 @@ def test_unexpected_errors_are_500_without_internals(client: TestClient) -> None
     assert "secret" not in response.text
 
 
-def test_readiness_without_checks_is_ready(client: TestClient) -> None:
-    assert client.get("/readyz").json() == {"status": "ready", "checks": {}}
+def test_readiness_and_diagnostics_without_dependencies(client: TestClient) -> None:
+    assert client.get("/readyz").json() == {"status": "ready"}
+    diagnostics = client.get("/diagnostics").json()
+    assert (diagnostics["status"], diagnostics["dependencies"]) == ("ok", {})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.i18n import Message, pick_language
+from shared.i18n import LocalizedError, Message, pick_language
 
 
 @pytest.mark.parametrize(
@@ -29,3 +29,12 @@ def test_message_renders_each_language_with_params() -> None:
     message = Message("至少 {n} 个字符", "at least {n} characters")
     assert message.render("zh", n=8) == "至少 8 个字符"
     assert message.render("en", n=8) == "at least 8 characters"
+
+
+def test_a_reason_given_as_a_message_is_rendered_in_the_readers_language() -> None:
+    outer = Message("服务不可用:{detail}", "the service is unavailable: {detail}")
+    reason = Message("无法连接", "it could not be reached")
+    error = LocalizedError(outer, detail=reason)
+    assert error.render("zh") == "服务不可用:无法连接"
+    assert error.render("en") == "the service is unavailable: it could not be reached"
+    assert str(error) == "the service is unavailable: it could not be reached"

@@ -96,7 +96,7 @@ def test_secrets_do_not_show_in_repr() -> None:
 
 
 def test_bare_port_and_host_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """honcho exports PORT to every process; it must not move a service."""
+    """Process managers (honcho, foreman) export PORT to every process: it moves no service."""
     monkeypatch.setenv("PORT", "5100")
     monkeypatch.setenv("HOST", "10.0.0.1")
     auth, gateway = AuthSettings(jwt_secret=STRONG), GatewaySettings(jwt_secret=STRONG)

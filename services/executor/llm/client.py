@@ -164,7 +164,12 @@ class LLMError(LocalizedError):
         self.retry_after = retry_after
 
     def render(self, language: Language) -> str:
-        text = self.message.render(language, **self.params)
+        # A parameter may itself be bilingual (what failed, in words): rendered alike.
+        params = {
+            name: value.render(language) if isinstance(value, Message) else value
+            for name, value in self.params.items()
+        }
+        text = self.message.render(language, **params)
         if self.attempts > 1:
             text += _AFTER_ATTEMPTS.render(language, attempts=self.attempts)
         return text
@@ -443,9 +448,45 @@ def status_error(endpoint: ProviderEndpoint, response: httpx.Response, content: 
     return LLMError(message, retryable=False, status_code=status, **params)
 
 
+# What went wrong when an exception has no text of its own: in words, never its class name.
+_FAILURE_WORDS: Final[tuple[tuple[type[Exception], Message], ...]] = (
+    (
+        httpx.UnsupportedProtocol,
+        Message("只支持 http 和 https 地址", "only http and https URLs work"),
+    ),
+    (httpx.ConnectError, Message("无法建立连接", "no connection could be made")),
+    (
+        httpx.RemoteProtocolError,
+        Message(
+            "对方提前关闭了连接,或没有按 HTTP 协议回答",
+            "the server closed the connection early or did not answer in HTTP",
+        ),
+    ),
+    (
+        httpx.ReadError,
+        Message("读取回答时连接中断", "the connection broke while reading the answer"),
+    ),
+    (httpx.WriteError, Message("发送请求时连接中断", "the connection broke while sending")),
+    (httpx.ProxyError, Message("代理服务器出错", "the proxy failed")),
+)
+_NETWORK_TROUBLE = Message("网络出错", "a network error")
+_ENDED_EARLY = Message("流在 [DONE] 之前就结束了", "the stream ended before [DONE]")
+
+
+def what_failed(endpoint: ProviderEndpoint, exc: Exception) -> str | Message:
+    """The exception's own text, cleaned, or when it has none, what happened in words."""
+    text = str(exc)
+    if text.strip():
+        return _clean(endpoint, text)
+    for kind, words in _FAILURE_WORDS:
+        if isinstance(exc, kind):
+            return words
+    return _NETWORK_TROUBLE
+
+
 def transport_error(endpoint: ProviderEndpoint, exc: httpx.TransportError) -> LLMError:
     """Connection trouble is worth retrying; a URL httpx cannot use is not."""
-    detail = _clean(endpoint, str(exc) or type(exc).__name__)
+    detail = what_failed(endpoint, exc)
     url = _display_url(endpoint.base_url)
     if isinstance(exc, httpx.UnsupportedProtocol):
         return LLMError(
@@ -693,7 +734,7 @@ async def read_stream(
                 break
             await _apply_chunk(endpoint, state, payload, on_chunk)
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        detail = _clean(endpoint, str(exc) or type(exc).__name__)
+        detail = what_failed(endpoint, exc)
         raise LLMError(
             _STREAM_CUT, retryable=True, provider=endpoint.provider, detail=detail
         ) from exc
@@ -702,7 +743,7 @@ async def read_stream(
             _STREAM_CUT,
             retryable=True,
             provider=endpoint.provider,
-            detail="the stream ended before [DONE]",
+            detail=_ENDED_EARLY,
         )
     return state.response()
 

@@ -28,10 +28,14 @@ from shared.workflow.nodes import (
 from shared.workflow.outputs import as_output_data
 from shared.workflow.references import RuntimeContext
 from shared.workflow.templates import render_value
+from shared.workflow.value_words import filled
 
 BAD_CONFIG = Message("节点配置无效:{detail}", "invalid node configuration: {detail}")
 _JMESPATH = Message("JMESPath 求值失败:{detail}", "JMESPath evaluation failed: {detail}")
-_CONDITION = Message("条件求值失败:{detail}", "condition evaluation failed: {detail}")
+_CONDITION = Message(
+    "条件 {expression} 求值失败:{detail}", "the condition {expression} failed: {detail}"
+)
+_SHOWN_EXPRESSION_CHARS = 200
 _NOT_BUILTIN = Message("节点类型 {type} 不由内置执行器运行", "node type {type} is not built in")
 
 
@@ -76,10 +80,11 @@ def _condition(config: BaseModel, context: RuntimeContext) -> NodeResult:
     try:
         result = compile_condition(config.expression).evaluate(context.resolve)
     except ExpressionError as exc:
+        expression = config.expression
+        if len(expression) > _SHOWN_EXPRESSION_CHARS:
+            expression = expression[:_SHOWN_EXPRESSION_CHARS] + "…"
         detail = Message(exc.render("zh"), exc.render("en"))
-        raise NodeRunError(
-            Message(_CONDITION.zh.format(detail=detail.zh), _CONDITION.en.format(detail=detail.en))
-        ) from exc
+        raise NodeRunError(filled(_CONDITION, expression=expression, detail=detail)) from exc
     branch = HANDLE_TRUE if result else HANDLE_FALSE
     record = {"result": result, "branch": branch, "value": context.value()}
     return NodeResult(record, branch=branch, logs=(("info", f"condition → {branch}"),))
@@ -93,7 +98,12 @@ def _transform(config: BaseModel, context: RuntimeContext) -> NodeResult:
         return NodeResult(render_value(config.mapping or {}, context.resolve))
     if config.mode == "data_source":  # needs the data sources service: the worker runs it
         raise NodeRunError(_NOT_BUILTIN, type="transform/data_source")
-    source = render_value(config.source, context.resolve)
+    # Without a `source` the expression reads the whole upstream output (what `{value}`
+    # meant before bare names read fields), not a field that happens to be called "value".
+    if "source" in config.model_fields_set:
+        source = render_value(config.source, context.resolve)
+    else:
+        source = context.value()
     try:
         return NodeResult(jmespath.search(config.expression or "", source))
     except JMESPathError as exc:

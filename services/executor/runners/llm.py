@@ -24,12 +24,17 @@ from shared.tracing import tracer
 from shared.workflow.nodes import LLMData, ModelNodeData
 from shared.workflow.references import RuntimeContext
 from shared.workflow.templates import render
+from shared.workflow.value_words import KIND_WORDS, filled, kind_of
 
 M = TypeVar("M", bound=ModelNodeData)
 
 _tracer = tracer("agentflow.llm")
 _NOT_JSON = Message(
     "模型的回答不是 JSON 对象:{detail}", "the model's answer is not a JSON object: {detail}"
+)
+_TOO_DEEP = Message("嵌套过深", "it is nested too deeply")
+_NOT_AN_OBJECT = Message(
+    "模型的回答是 JSON {kind},不是 JSON 对象", "the model's answer is a JSON {kind}, not an object"
 )
 
 
@@ -125,11 +130,19 @@ async def run_llm(
         "finish_reason": response.finish_reason,
     }
     if config.response_format == "json":
-        try:
-            parsed = json.loads(response.text)
-        except ValueError as exc:
-            raise NodeRunError(_NOT_JSON, detail=str(exc)) from exc
-        if not isinstance(parsed, dict):
-            raise NodeRunError(_NOT_JSON, detail=type(parsed).__name__)
-        record["json"] = parsed
+        record["json"] = json_answer(response.text)
     return NodeResult(record, logs=(usage_log(config, response),))
+
+
+def json_answer(text: str) -> dict[str, Any]:
+    """The model's answer as the JSON object `response_format: "json"` asks for; a
+    NodeRunError saying what it is instead (in words: a list, a text; not Python's names)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:  # the parser's own words: where the JSON goes wrong
+        raise NodeRunError(_NOT_JSON, detail=str(exc)) from exc
+    except RecursionError as exc:
+        raise NodeRunError(filled(_NOT_JSON, detail=_TOO_DEEP)) from exc
+    if not isinstance(parsed, dict):
+        raise NodeRunError(filled(_NOT_AN_OBJECT, kind=KIND_WORDS[kind_of(parsed)]))
+    return parsed

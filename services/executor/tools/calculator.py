@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.i18n import Message
 from shared.workflow.bounded_eval import (
     ARITHMETIC,
+    CONSTRUCTS,
     MAX_INT_BITS,
     ExpressionError,
     bounded_round,
@@ -86,10 +87,6 @@ _UNKNOWN_FUNCTION = Message(
 _KEYWORDS = Message("函数 {name} 不接受关键字参数", "function {name} takes no keyword arguments")
 _NOT_FINITE = Message("结果不是有限数({value})", "the result is not a finite number ({value})")
 _NOT_A_NUMBER = Message("结果不是实数", "the result is not a real number")
-_VALUE = Message(
-    "数值无效:{detail}(例如负数开平方、log(0))",
-    "invalid value: {detail} (e.g. the square root of a negative number, log(0))",
-)
 
 _OPERATORS: Final = ARITHMETIC
 FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
@@ -132,7 +129,8 @@ _WHAT: Final[dict[type[ast.AST], str]] = {
 def _refuse(node: ast.AST) -> ExpressionError:
     if isinstance(node, ast.Attribute):
         return ExpressionError(_ATTRIBUTE, name=node.attr)
-    what = _WHAT.get(type(node), type(node).__name__)
+    # As the model wrote it, not as Python's syntax tree names it (`Dict`, `BitOr`).
+    what = _WHAT.get(type(node)) or CONSTRUCTS.get(type(node), "?")
     return ExpressionError(_NOT_ALLOWED, what=what, functions=", ".join(FUNCTIONS))
 
 
@@ -196,11 +194,9 @@ def calculate(expression: str) -> int | float:
         result = evaluate(
             tree, expression, operators=_OPERATORS, functions=FUNCTIONS, names=CONSTANTS
         )
-    except ValueError as exc:  # math domain errors; ExpressionError is one too, kept as is
-        if isinstance(exc, ExpressionError):
-            raise
-        raise ExpressionError(_VALUE, detail=str(exc)[:200]) from exc
     except Exception as exc:  # the model's expression going wrong is the model's error
+        # Worded by the evaluator (`sqrt()` of -1 names the function and the argument),
+        # never Python's text.
         raise failure(exc) from exc
     if isinstance(result, bool) or not isinstance(result, int | float):
         raise ExpressionError(_NOT_A_NUMBER)

@@ -32,6 +32,7 @@ _NOT_JSON = Message(
     "参数不是有效的 JSON:{detail}(例如 {example})",
     "the arguments are not valid JSON: {detail} (e.g. {example})",
 )
+_TOO_DEEP = Message("嵌套过深", "nested too deeply")
 _NOT_OBJECT = Message(
     "参数必须是 JSON 对象(例如 {example})",
     "the arguments must be a JSON object (e.g. {example})",
@@ -143,8 +144,12 @@ async def call_tool(tool: Tool, arguments: str, ctx: ToolContext) -> ToolOutcome
     try:
         raw = json.loads(arguments) if arguments.strip() else {}
     except (ValueError, RecursionError) as exc:
-        detail = str(exc)[:200]
-        return ToolOutcome(False, _NOT_JSON.render(language, detail=detail, example=_example(tool)))
+        # The parser's words say where the JSON goes wrong; Python's for too deep a nesting
+        # would name its own internals.
+        detail = _TOO_DEEP.render(language) if isinstance(exc, RecursionError) else str(exc)
+        return ToolOutcome(
+            False, _NOT_JSON.render(language, detail=detail[:200], example=_example(tool))
+        )
     if not isinstance(raw, dict):
         return ToolOutcome(False, _NOT_OBJECT.render(language, example=_example(tool)))
     deadline_s = tool_deadline_s(tool)

@@ -123,3 +123,53 @@ def test_final_output_data_preference() -> None:
     assert final_output_data({"output": None}, ["text"], None) == {"result": "text"}
     assert final_output_data({"output": None}, [], LLM_RECORD) == LLM_RECORD
     assert final_output_data(None, [], "plain") == {"result": "plain"}
+
+
+# -- the seed's condition, as a user runs it ------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "branch"), [(15, "true"), (5, "false"), ("15", "true")])
+def test_the_seeds_condition_right_after_start_reads_the_field_value(
+    value: Any, branch: str
+) -> None:
+    input_data = {"value": value}
+    ctx = context(records={"start-1": input_data}, upstream=("start-1",), input_data=input_data)
+    result = run_builtin("condition", {"expression": "{value} > 10"}, ctx)
+    assert result.branch == branch
+    assert result.output["value"] == input_data  # passed on as it came
+
+
+def test_an_incompatible_comparison_fails_naming_the_expression_values_and_kinds() -> None:
+    input_data = {"amount": 15}
+    ctx = context(records={"start-1": input_data}, upstream=("start-1",), input_data=input_data)
+    with pytest.raises(NodeRunError) as failed:
+        run_builtin("condition", {"expression": "{value} > 10"}, ctx)
+    en, zh = failed.value.render("en"), failed.value.render("zh")
+    assert en.startswith(
+        'the condition {value} > 10 failed: cannot compare {"amount": 15} (object) > 10 (number)'
+    )
+    assert zh.startswith('条件 {value} > 10 求值失败:无法比较 {"amount": 15}(对象) > 10(数字)')
+    for message in (en, zh):
+        assert "Error" not in message
+        assert "dict" not in message
+    assert not failed.value.retryable
+
+
+def test_a_long_expression_is_cut_short_in_the_message() -> None:
+    expression = "{input.n} > 1 and " * 30 + "{input.text} > 1"
+    with pytest.raises(NodeRunError) as failed:
+        run_builtin("condition", {"expression": expression}, context())
+    assert "{input.n} > 1 and {input.n}" in failed.value.render("en")
+    assert len(failed.value.render("en")) < 500
+
+
+def test_jmespath_without_a_source_reads_the_whole_upstream_output() -> None:
+    # A field named "value" does not change what the expression searches.
+    data = {"value": 1, "items": [{"name": "a"}, {"name": "b"}]}
+    ctx = context(records={"start-1": data}, upstream=("start-1",), input_data=data)
+    picked = run_builtin("transform", {"mode": "jmespath", "expression": "items[1].name"}, ctx)
+    assert picked.output == "b"
+    explicit = run_builtin(
+        "transform", {"mode": "jmespath", "source": "{value}", "expression": "@"}, ctx
+    )
+    assert explicit.output == 1  # written by the user: the field, as everywhere else

@@ -105,7 +105,9 @@ def test_items_that_are_not_a_list_or_too_many_fail_the_loop_clearly() -> None:
     graph = loop_graph({"items_path": "{input.items}"}, [MEASURE], [])
     execution = run_locally(graph, {"items": "abc"})
     assert execution.status == "failed"
-    assert "is not a list (it is str)" in execution.nodes["loop-1"]["error"]
+    assert "is not a list (it is text)" in execution.nodes["loop-1"]["error"]
+    execution = run_locally(graph, {"items": {"a": 1}})
+    assert "is not a list (it is object)" in execution.nodes["loop-1"]["error"]  # not "dict"
     graph = loop_graph({"items_path": "{input.items}", "max_iterations": 2}, [MEASURE], [])
     execution = run_locally(graph, {"items": ["a", "b", "c"]})
     assert "3 items exceed max_iterations 2" in execution.nodes["loop-1"]["error"]

@@ -286,3 +286,99 @@ def test_loop_variables_at_run_time() -> None:
         "x a 5 0 2"
     )
     assert context(loops=(outer,)).value() == outer.item  # a body's first node
+
+
+# -- bare names read what flows in (n8n's $json.field) ---------------------------------------
+
+SEED_TYPES = {"start-1": "start", "llm-1": "llm", "c": "condition", "t": "transform"}
+
+
+def after(
+    upstream: str, record: Any, input_data: dict[str, Any], loops: tuple[LoopFrame, ...] = ()
+) -> RuntimeContext:
+    """The context of a node right after `upstream`, whose output record is `record`."""
+    return RuntimeContext(
+        input_data=input_data,
+        node_types=SEED_TYPES,
+        records={upstream: record},
+        upstream=(upstream,),
+        loops=loops,
+    )
+
+
+@pytest.mark.parametrize(
+    ("input_data", "value"),
+    [({"value": 15}, 15), ({"value": None}, None), ({"amount": 15}, {"amount": 15})],
+)
+def test_value_after_start_is_the_field_value_else_the_whole_input(
+    input_data: dict[str, Any], value: Any
+) -> None:
+    ctx = after("start-1", input_data, input_data)
+    assert render_value("{value}", ctx.resolve) == value
+
+
+def test_input_after_start_is_the_field_input_else_the_whole_input() -> None:
+    text = {"input": "今天天气很好"}
+    assert render("请总结以下文本:{input}", after("start-1", text, text).resolve) == (
+        "请总结以下文本:今天天气很好"
+    )
+    other = {"text": "今天天气很好"}
+    assert render("请总结以下文本:{input}", after("start-1", other, other).resolve) == (
+        '请总结以下文本:{"text": "今天天气很好"}'
+    )
+
+
+def test_after_an_llm_bare_names_read_its_record_and_fall_back_to_their_meaning() -> None:
+    record = {"text": "总结", "model": "m", "usage": {"total_tokens": 3}, "finish_reason": "stop"}
+    ctx = after("llm-1", record, {"input": "原文", "lang": "en"})
+    assert render_value("{text}", ctx.resolve) == "总结"  # the record's field
+    assert render_value("{usage}", ctx.resolve) == {"total_tokens": 3}
+    assert render_value("{value}", ctx.resolve) == "总结"  # no field value: the primary output
+    assert render_value("{input}", ctx.resolve) == {"input": "原文", "lang": "en"}  # built-in
+    assert render_value("{lang}", ctx.resolve) == "en"  # no such field: input_data's
+
+
+def test_explicit_forms_do_not_change() -> None:
+    data = {"value": {"x": 1}, "x": 2, "input": "i"}
+    ctx = after("start-1", data, data)
+    assert render_value("{value}", ctx.resolve) == {"x": 1}
+    assert render_value("{value.x}", ctx.resolve) == 2  # a path into the upstream record
+    assert render_value("{input.x}", ctx.resolve) == 2
+    assert render_value("{input.value.x}", ctx.resolve) == 1
+    assert render_value("{start-1.value}", ctx.resolve) == {"x": 1}
+    assert render_value("{start-1}", ctx.resolve) == data
+    llm_ctx = after("llm-1", {"text": "t", "usage": {}}, data)
+    assert render_value("{llm-1.text}", llm_ctx.resolve) == "t"
+    assert render_value("{value.text}", llm_ctx.resolve) == "t"
+
+
+def test_a_condition_hands_on_what_it_received() -> None:
+    # start → condition → here: the branch reads the fields the condition read.
+    record = {"result": True, "branch": "true", "value": {"value": 15, "note": "n"}}
+    ctx = after("c", record, {"value": 15, "note": "n"})
+    assert render_value("{value}", ctx.resolve) == 15
+    assert render_value("{note}", ctx.resolve) == "n"
+    assert render_value("{result}", ctx.resolve) is None  # not the condition's own field
+    assert render_value("{c.result}", ctx.resolve) is True  # that one, explicitly
+    assert render_value("{c}", ctx.resolve) == {"value": 15, "note": "n"}
+    failed = after("c", {"error": {"message": "m"}}, {})
+    assert render_value("{error.message}", failed.resolve) is None  # a path: unknown root
+    assert render_value("{error}", failed.resolve) == {"message": "m"}
+
+
+def test_loop_variables_come_before_fields_of_the_item() -> None:
+    item = {"item": "field item", "index": 99, "value": 3, "name": "a"}
+    frame = LoopFrame("loop-1", "item", item, 0, 2)
+    ctx = RuntimeContext(
+        input_data={"name": "input name"}, node_types=NODE_TYPES, records={}, loops=(frame,)
+    )
+    assert render_value("{item}", ctx.resolve) == item
+    assert render_value("{index}", ctx.resolve) == 0
+    assert render_value("{value}", ctx.resolve) == 3  # a body's first node reads the item
+    assert render_value("{name}", ctx.resolve) == "a"
+
+
+def test_at_a_join_bare_names_read_the_object_keyed_by_node_ids() -> None:
+    ctx = context(upstream=("llm-1", "t"))
+    assert render_value("{value}", ctx.resolve) == {"llm-1": "总结", "t": RECORDS["t"]}
+    assert render_value("{lang}", ctx.resolve) == "en"  # not a field of the join: the input's

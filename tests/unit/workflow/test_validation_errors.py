@@ -33,11 +33,19 @@ ERROR_CODES = [
 ]
 
 
-def test_seed_example_is_valid_without_errors_or_warnings() -> None:
-    report = validate(seed_graph())
+def test_seed_example_is_valid_and_only_warned_that_input_can_mean_two_things() -> None:
+    # `{input}` right after start reads input_data's field `input` when there is one, else
+    # the whole input_data: the warning says which explicit reference means which.
+    report = validate(seed_graph(), "en")
     assert report.valid
     assert report.errors == []
-    assert report.warnings == []
+    [warning] = report.warnings
+    assert (warning.code, warning.node_id, warning.field) == (
+        "AMBIGUOUS_REFERENCE",
+        "llm-1",
+        "prompt",
+    )
+    assert "{input.input} for the field, {start-1} for the whole input" in warning.message
 
 
 def test_empty_graph_lacks_start_and_end() -> None:

@@ -88,7 +88,7 @@ def test_inputs_read_by_an_expression_or_jmespath_are_used() -> None:
             node("start-1", "start"),
             node("in", "input", fields=[{"name": "n"}, {"name": "items"}]),
             node("c", "condition", expression="{input.n} > 1"),
-            node("t", "transform", mode="jmespath", source="{input}", expression="items[0]"),
+            node("t", "transform", mode="jmespath", source="{in}", expression="items[0]"),
             node("end-1", "end", output="{t}"),
         ],
         [
@@ -105,7 +105,11 @@ def test_inputs_read_by_an_expression_or_jmespath_are_used() -> None:
 
 def test_missing_branch_per_branch() -> None:
     g = graph(
-        [node("start", "start"), node("c", "condition", expression="{value}"), node("end", "end")],
+        [
+            node("start", "start"),
+            node("c", "condition", expression="{input.flag}"),
+            node("end", "end"),
+        ],
         [edge("start", "c"), edge("c", "end", "true")],
     )
     report = validate(g, "en")
