@@ -7,11 +7,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.integration.test_auth_journey import assert_error
 from tests.integration.test_executions import BRANCHING, E, W, create_workflow, wait_finished
@@ -23,13 +21,6 @@ def audit(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "services.audit.cli", *args],
         env=stack.env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-
-
-@pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
-    client, _ = stack.user_client()
-    with client:
-        yield client
 
 
 def finished_run(me: httpx.Client) -> dict[str, Any]:

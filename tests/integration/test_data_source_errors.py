@@ -39,13 +39,6 @@ def stack(
         yield running
 
 
-@pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
-    client, _ = stack.user_client()
-    with client:
-        yield client
-
-
 @pytest.fixture(scope="module")
 def mariadb() -> Iterator[dict[str, Any]]:
     require_mariadb()

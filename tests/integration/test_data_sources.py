@@ -76,13 +76,6 @@ def ledger() -> Iterator[dict[str, Any]]:
         yield info
 
 
-@pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
-    client, _ = stack.user_client()
-    with client:
-        yield client
-
-
 def register(client: httpx.Client, source_type: str, config: dict[str, Any]) -> dict[str, Any]:
     body = {
         "name": f"{source_type} 源",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,13 +25,6 @@ E = "/api/v1/executions"
 def stack(shared_stack: Stack) -> Stack:
     """The session's platform: this module's tests add and read data of their own users only."""
     return shared_stack
-
-
-@pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
-    client, _ = stack.user_client()
-    with client:
-        yield client
 
 
 def node(node_id: str, node_type: str, **data: Any) -> dict[str, Any]:

@@ -33,13 +33,6 @@ def stack(shared_stack: Stack) -> Stack:
     return shared_stack
 
 
-@pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
-    client, _ = stack.user_client()
-    with client:
-        yield client
-
-
 def llm_flow(**llm: Any) -> dict[str, Any]:
     return {
         "name": "LLM 流程",

@@ -7,23 +7,14 @@ import copy
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_executions import W, create_workflow, wait_finished
 from tests.support.stack import Stack
 from tests.unit.workflow.builders import SEED_EXAMPLE
-
-
-@pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
-    client, _ = stack.user_client()
-    with client:
-        yield client
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

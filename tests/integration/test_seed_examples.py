@@ -5,7 +5,6 @@ and an impossible comparison fails with a message the user can act on."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,13 +20,6 @@ from tests.unit.workflow.builders import SEED_EXAMPLE
 def stack(shared_stack: Stack) -> Stack:
     """The session's shared platform: these tests only add their own user's data."""
     return shared_stack
-
-
-@pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
-    client, _ = stack.user_client()
-    with client:
-        yield client
 
 
 # The seed's condition node (API.md, 条件节点配置) between a start and two branches.

@@ -30,13 +30,6 @@ def stack(shared_stack: Stack) -> Stack:
 
 
 @pytest.fixture
-def me(stack: Stack) -> Iterator[httpx.Client]:
-    client, _ = stack.user_client()
-    with client:
-        yield client
-
-
-@pytest.fixture
 def other(stack: Stack) -> Iterator[httpx.Client]:
     client, _ = stack.user_client()
     with client:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.fake_llm import FakeLLM
@@ -61,6 +62,14 @@ def module_platform(
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def me(stack: Stack) -> Iterator[httpx.Client]:
+    """A new user's client on the test's platform (whichever `stack` its module uses)."""
+    client, _ = stack.user_client()
+    with client:
+        yield client
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -4,7 +4,6 @@ the upcast values. docs/upgrades.md."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -24,17 +23,6 @@ from shared.eventstore import EventSourcedApplication
 from shared.readmodel import Projection, read_model_engine, read_model_metadata, rewrite_rows
 from shared.settings import ServiceSettings
 from tests.unit.conftest import TEST_SECRET
-
-
-@pytest.fixture
-def service_env(store: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The chosen store, and nothing from the machine's own AGENTFLOW_* settings or `.env`."""
-    for key in list(os.environ):
-        if key.startswith("AGENTFLOW_"):
-            monkeypatch.delenv(key)
-    for key, value in store.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AGENTFLOW_ENV_FILE", "")
 
 
 def record_as_stored(

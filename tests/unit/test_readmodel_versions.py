@@ -49,17 +49,6 @@ from tests.unit.conftest import TEST_SECRET
 AUTHOR = {"id": str(uuid.UUID(int=1)), "username": "tester"}
 
 
-@pytest.fixture
-def service_env(store: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The chosen store, and nothing from the machine's own AGENTFLOW_* settings or `.env`."""
-    for key in list(os.environ):
-        if key.startswith("AGENTFLOW_"):
-            monkeypatch.delenv(key)
-    for key, value in store.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AGENTFLOW_ENV_FILE", "")
-
-
 def save_workflow(app: EventSourcedApplication, name: str) -> Workflow:
     content = {"name": name, "description": f"about {name}", "nodes": [], "edges": []}
     workflow = Workflow(uuid.uuid4(), content, AUTHOR, "api", "")
