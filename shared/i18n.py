@@ -19,8 +19,17 @@ class Message:
     en: str
 
     def render(self, language: Language, **params: Any) -> str:
+        """The text in `language`; a parameter that is itself a Message (a reason in words)
+        is rendered in the same language."""
         text = self.en if language == "en" else self.zh
-        return text.format(**params) if params else text
+        if not params:
+            return text
+        return text.format(
+            **{
+                name: value.render(language) if isinstance(value, Message) else value
+                for name, value in params.items()
+            }
+        )
 
 
 def pick_language(accept_language: str | None) -> Language:
@@ -57,9 +66,4 @@ class LocalizedError(Exception):
         super().__init__(self.render("en"))
 
     def render(self, language: Language) -> str:
-        # A parameter may itself be a Message (a reason in words): it speaks the same language.
-        params = {
-            name: value.render(language) if isinstance(value, Message) else value
-            for name, value in self.params.items()
-        }
-        return self.message.render(language, **params)
+        return self.message.render(language, **self.params)

@@ -66,15 +66,7 @@ def described(value: Any, language: Language) -> str:
 def filled(message: Message, **params: Any) -> Message:
     """`message` with `params` filled in per language: a Message parameter is rendered in the
     language of the text it goes into, anything else as it is."""
-
-    def fill(language: Language) -> str:
-        values = {
-            name: value.render(language) if isinstance(value, Message) else value
-            for name, value in params.items()
-        }
-        return message.render(language, **values)
-
-    return Message(fill("zh"), fill("en"))
+    return Message(message.render("zh", **params), message.render("en", **params))
 
 
 def describe_values(*values: Any, separator: Message | None = None) -> Message:

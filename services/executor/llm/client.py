@@ -164,12 +164,7 @@ class LLMError(LocalizedError):
         self.retry_after = retry_after
 
     def render(self, language: Language) -> str:
-        # A parameter may itself be bilingual (what failed, in words): rendered alike.
-        params = {
-            name: value.render(language) if isinstance(value, Message) else value
-            for name, value in self.params.items()
-        }
-        text = self.message.render(language, **params)
+        text = self.message.render(language, **self.params)
         if self.attempts > 1:
             text += _AFTER_ATTEMPTS.render(language, attempts=self.attempts)
         return text
