@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsError
 
 from shared.settings import EnvFileMissing, InsecureSettingsError
+from shared.text import shortened
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -163,7 +164,7 @@ def _shown(value: str, field: FieldInfo | None, variable: str) -> str:
     if _is_secret(field, variable):
         return _HIDDEN
     value = value.replace("\n", "\\n")
-    return value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "…"
+    return shortened(value, _SHOWN_CHARS)
 
 
 def _example(field: FieldInfo | None) -> str:

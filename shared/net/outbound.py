@@ -37,6 +37,7 @@ import httpx
 from shared.i18n import LocalizedError, Message
 from shared.net.bodies import ACCEPT_ENCODING, iter_decoded
 from shared.net.pinning import send_pinned
+from shared.text import shortened
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -107,7 +108,7 @@ _BAD_REDIRECT = Message(
 
 
 def _shown(text: str) -> str:
-    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
+    return shortened(text, _SHOWN_CHARS)
 
 
 def _detail(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ import json
 from typing import Any, Final
 
 from shared.i18n import Language, Message
+from shared.text import shortened
 
 # Characters of a value shown in a message before it is cut with "…".
 SHOWN_CHARS: Final = 80
@@ -51,7 +52,7 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
         text = json.dumps(value, ensure_ascii=False, default=str)
     except (ValueError, RecursionError):  # a list holding itself cannot come from JSON
         text = "…"
-    return text if len(text) <= limit else text[:limit] + "…"
+    return shortened(text, limit)
 
 
 def described(value: Any, language: Language) -> str:

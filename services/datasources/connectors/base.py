@@ -15,6 +15,7 @@ from services.datasources.configs import MASK
 from services.datasources.connectors.encoding import json_safe
 from shared.i18n import Language, LocalizedError, Message
 from shared.net.outbound import OutboundPolicy
+from shared.text import shortened
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def shown(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, MASK)
     text = " ".join(text.split())
-    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
+    return shortened(text, _SHOWN_CHARS)
 
 
 def unique_columns(names: Iterable[str]) -> list[str]:

@@ -46,6 +46,7 @@ from shared.i18n import Language, LocalizedError, Message
 from shared.net.bodies import ACCEPT_ENCODING, iter_decoded, read_at_most
 from shared.net.outbound import OutboundRefused, check_url
 from shared.net.pinning import send_pinned
+from shared.text import shortened
 
 if TYPE_CHECKING:
     from services.executor.llm.providers import ProviderEndpoint
@@ -372,7 +373,7 @@ def _clean(endpoint: ProviderEndpoint, text: str) -> str:
     if endpoint.api_key:
         text = text.replace(endpoint.api_key, "***")
     text = " ".join(text.split())
-    return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + "…"
+    return shortened(text, _DETAIL_CHARS)
 
 
 def _display_url(base_url: str) -> str:

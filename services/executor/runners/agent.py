@@ -25,6 +25,7 @@ from services.executor.runners.llm import (
 )
 from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_schema
 from shared.i18n import Language, Message
+from shared.text import shortened
 from shared.workflow.nodes import AgentData
 from shared.workflow.references import RuntimeContext
 from shared.workflow.templates import render
@@ -54,7 +55,7 @@ def _rendered(tool: Tool, context: RuntimeContext) -> Tool:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= _LOGGED_CHARS else text[:_LOGGED_CHARS] + "…"
+    return shortened(text, _LOGGED_CHARS)
 
 
 async def run_agent(

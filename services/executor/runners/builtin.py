@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from shared.i18n import LocalizedError, Message
+from shared.text import shortened
 from shared.workflow.expressions import ExpressionError, compile_condition
 from shared.workflow.inputs import InputDataError, apply_input_fields
 from shared.workflow.model import HANDLE_FALSE, HANDLE_TRUE
@@ -80,9 +81,7 @@ def _condition(config: BaseModel, context: RuntimeContext) -> NodeResult:
     try:
         result = compile_condition(config.expression).evaluate(context.resolve)
     except ExpressionError as exc:
-        expression = config.expression
-        if len(expression) > _SHOWN_EXPRESSION_CHARS:
-            expression = expression[:_SHOWN_EXPRESSION_CHARS] + "…"
+        expression = shortened(config.expression, _SHOWN_EXPRESSION_CHARS)
         detail = Message(exc.render("zh"), exc.render("en"))
         raise NodeRunError(filled(_CONDITION, expression=expression, detail=detail)) from exc
     branch = HANDLE_TRUE if result else HANDLE_FALSE
