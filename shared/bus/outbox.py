@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from eventsourcing.persistence import Tracking
 from prometheus_client import Counter, Gauge
@@ -27,6 +28,8 @@ from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.envelope import EventEnvelope, IntegrationEvent
 from shared.bus.streams import event_subject
 from shared.eventstore import EventSourcedApplication
+
+T = TypeVar("T")
 
 log = logging.getLogger("agentflow.outbox")
 
@@ -71,6 +74,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        # Held by every store call run in a thread: a cancelled task does not stop its thread,
+        # so `stop` takes this lock to know no call is still using the store the app is about
+        # to close (SQLite crashes on a connection closed under a running query).
+        self._store_calls = threading.Lock()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -83,6 +90,7 @@ class OutboxRelay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await asyncio.to_thread(self._in_store, lambda: None)
 
     def wake(self) -> None:
         """Thread-safe: called by the store right after a save commits."""
@@ -90,15 +98,20 @@ class OutboxRelay:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def position(self) -> int:
-        return await asyncio.to_thread(self._position)
+        return await asyncio.to_thread(self._in_store, self._position)
+
+    def _in_store(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._store_calls:
+            return call(*args, **kwargs)
 
     async def relay_pending(self) -> int:
         """Publish everything stored after the saved position; return how many were read."""
         total = 0
-        await asyncio.to_thread(self._measure_lag)
+        await asyncio.to_thread(self._in_store, self._measure_lag)
         while True:
-            start = await asyncio.to_thread(self._position)
+            start = await asyncio.to_thread(self._in_store, self._position)
             notifications = await asyncio.to_thread(
+                self._in_store,
                 self._app.recorder.select_notifications,
                 start,
                 self._batch_size,
@@ -114,10 +127,12 @@ class OutboxRelay:
                 OUTBOX_PUBLISHED.labels(self._source, "false").inc(len(acks) - duplicates)
             last = notifications[-1].id
             await asyncio.to_thread(
-                self._app.tracking.insert_tracking, Tracking(self._tracking_name, last)
+                self._in_store,
+                self._app.tracking.insert_tracking,
+                Tracking(self._tracking_name, last),
             )
             OUTBOX_POSITION.labels(self._source).set(last)
-            await asyncio.to_thread(self._measure_lag, last)
+            await asyncio.to_thread(self._in_store, self._measure_lag, last)
             total += len(notifications)
             if len(notifications) < self._batch_size:
                 return total
