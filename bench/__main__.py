@@ -21,7 +21,7 @@ from bench.context import Context
 from bench.options import SCENARIOS, Options
 from bench.platform import PlatformOptions, running_platform
 from bench.report import Figure, Report
-from bench.scenarios import cost, latency, llm, memory, outbox, reads, replay, throughput
+from bench.scenarios import cost, latency, llm, memory, outbox, peer, reads, replay, throughput
 from tests.support.stores import postgres_unavailable_reason
 
 Scenario = Callable[[Context], Awaitable[None]]
@@ -39,6 +39,8 @@ ON_THEIR_OWN: dict[str, Scenario] = {
     "memory": memory.run,
     "replay": replay.run,
     "outbox": outbox.run,
+    # n8n, then a platform of its own with the fake LLM; skipped when n8n is not installed.
+    "peer": peer.run,
 }
 
 

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,10 @@ class Outcome:
     finished_at: float = 0.0
 
 
+# One run by one client, from its start to its end: `index` numbers the runs of a drive.
+RunOne = Callable[[int], Awaitable[Outcome]]
+
+
 @dataclass
 class Drive:
     """What a set of clients did: every run they started and how each one ended."""
@@ -52,18 +56,23 @@ class Drive:
 
 
 def api_client(platform: Platform, connections: int = 64) -> httpx.AsyncClient:
+    return http_client(
+        platform.base_url, connections, {"Authorization": f"Bearer {platform.token}"}
+    )
+
+
+def http_client(
+    base_url: str, connections: int, headers: dict[str, str] | None = None
+) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=connections,
         max_keepalive_connections=connections,
-        # Below uvicorn's 5 s keep-alive: reusing a connection the server is closing just
-        # then fails the request (ReadError), which is the driver's fault, not the platform's.
+        # Below uvicorn's (and Node's) 5 s keep-alive: reusing a connection the server is
+        # closing just then fails the request (ReadError), which is the driver's fault.
         keepalive_expiry=KEEPALIVE_S,
     )
     return httpx.AsyncClient(
-        base_url=platform.base_url,
-        headers={"Authorization": f"Bearer {platform.token}"},
-        timeout=httpx.Timeout(60.0),
-        limits=limits,
+        base_url=base_url, headers=headers, timeout=httpx.Timeout(60.0), limits=limits
     )
 
 
@@ -115,8 +124,21 @@ async def drive(
     duration_s: float | None = None,
     count: int | None = None,
 ) -> Drive:
-    """`clients` concurrent clients, each starting its next run when the last one ended,
-    until `duration_s` has passed or `count` runs were started; in-flight runs finish."""
+    """`clients` concurrent clients of the platform, each starting a run and following it on
+    the WebSocket to its end (`run_and_follow`), as `drive_runs` paces them."""
+
+    async def one(index: int) -> Outcome:
+        return await run_and_follow(platform, api, workflow_id, make_input(index), index)
+
+    return await drive_runs(one, clients, duration_s=duration_s, count=count)
+
+
+async def drive_runs(
+    run_one: RunOne, clients: int, *, duration_s: float | None = None, count: int | None = None
+) -> Drive:
+    """`clients` concurrent clients, each starting its next run (`run_one(index)`, which
+    returns when the run ended) when the last one ended, until `duration_s` has passed or
+    `count` runs were started; in-flight runs finish. Any product is driven alike."""
     numbers = itertools.count()
     result = Drive()
     started = time.perf_counter()
@@ -127,8 +149,7 @@ async def drive(
             index = next(numbers)
             if count is not None and index >= count:
                 return
-            outcome = await run_and_follow(platform, api, workflow_id, make_input(index), index)
-            result.outcomes.append(outcome)
+            result.outcomes.append(await run_one(index))
 
     await asyncio.gather(*(client() for _ in range(clients)))
     result.elapsed_s = time.perf_counter() - started

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SCENARIOS = ("latency", "throughput", "cost", "reads", "llm", "memory", "replay", "outbox")
+SCENARIOS = (
+    "latency", "throughput", "cost", "reads", "llm", "memory", "replay", "outbox", "peer",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

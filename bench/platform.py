@@ -66,6 +66,8 @@ def running_platform(options: PlatformOptions, name: str) -> Iterator[Platform]:
             # users) would measure themselves instead of the platform.
             "AGENTFLOW_MAX_RUNNING_EXECUTIONS_PER_USER": "100000",
             "AGENTFLOW_MAX_EXECUTIONS_PER_MINUTE_PER_USER": "1000000",
+            # Each client follows its run on a socket of its own: 32 or 256 at once.
+            "AGENTFLOW_MAX_WEBSOCKETS_PER_USER": "100000",
         }
         if options.worker_concurrency is not None:
             extra["AGENTFLOW_WORKER_CONCURRENCY"] = str(options.worker_concurrency)
@@ -83,8 +85,10 @@ def running_platform(options: PlatformOptions, name: str) -> Iterator[Platform]:
 
 
 @contextlib.contextmanager
-def fake_llm(workdir: Path) -> Iterator[FakeLLM]:
-    server = FakeLLM(workdir / "fake-llm", api_key=LLM_KEY)
+def fake_llm(workdir: Path, api_key: str | None = LLM_KEY) -> Iterator[FakeLLM]:
+    """The fake provider; with `api_key` None it answers callers without a key too (the
+    peer's workflow sends none)."""
+    server = FakeLLM(workdir / "fake-llm", api_key=api_key)
     (workdir / "fake-llm").mkdir(parents=True, exist_ok=True)
     server.start()
     try:

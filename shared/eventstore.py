@@ -110,6 +110,9 @@ class EventSourcedApplication(Application[UUID]):
             ensure_postgres_schema(settings)
         self._listeners: list[SaveListener] = []
         self._listeners_lock = threading.Lock()
+        # The last notification id this process saved: what a write must see published
+        # before its answer (shared/web/published_writes.py).
+        self.saved_through = 0
         # Settings win over the process environment, so one process can host a test store.
         super().__init__(env={**settings.event_store_env(), **(env or {})})
         self._tracking: TrackingRecorder | None = None
@@ -157,6 +160,10 @@ class EventSourcedApplication(Application[UUID]):
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         with self._listeners_lock:
+            for recording in recordings:
+                notification_id = recording.notification.id
+                if notification_id > self.saved_through:
+                    self.saved_through = notification_id
             listeners = list(self._listeners)
         for listener in listeners:
             try:
@@ -178,7 +185,7 @@ class EventSourcedApplication(Application[UUID]):
             except IntegrityError:
                 if attempt == attempts:
                     raise
-                log.info("write conflict; retrying from fresh state (attempt %d)", attempt)
+                log.debug("write conflict; retrying from fresh state (attempt %d)", attempt)
                 time.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - jitter, not secrets
         raise AssertionError("unreachable")
 

@@ -57,6 +57,46 @@ class RedactingFilter(logging.Filter):
 
 _REDACTING = RedactingFilter()
 
+# uvicorn's lines for each WebSocket: the handshake's answer, then open and close.
+_WEBSOCKET_LINES = frozenset(
+    {
+        '%s - "WebSocket %s" [accepted]',
+        '%s - "WebSocket %s" 403',
+        '%s - "WebSocket %s" %d',
+        "connection open",
+        "connection closed",
+        "connection rejected (%d %s)",
+        "HTTP response sent (%d %s)",
+    }
+)
+
+
+class _WebSocketAccessLines(logging.Filter):
+    """Drops uvicorn's per-WebSocket lines (an access log of sockets) while the access log
+    is off; its other lines (start, stop, errors) pass."""
+
+    enabled = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.enabled or record.levelno > logging.INFO or record.msg not in _WEBSOCKET_LINES
+
+
+_WEBSOCKET_ACCESS = _WebSocketAccessLines()
+ACCESS_LOGGER = "agentflow.access"
+
+
+def set_access_log(enabled: bool) -> None:
+    """One line per request answered (`agentflow.access`) and uvicorn's lines per WebSocket,
+    or (the default) neither: each line is formatted, written and relayed by the process
+    manager, the largest part of a cheap request's logging. Answers of 5xx are logged
+    either way (shared/web/middleware.py), as are errors."""
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO if enabled else logging.WARNING)
+    _WEBSOCKET_ACCESS.enabled = enabled
+    server = logging.getLogger("uvicorn.error")
+    if _WEBSOCKET_ACCESS not in server.filters:
+        # First: a dropped line is not redacted (formatted) for nothing.
+        server.filters.insert(0, _WEBSOCKET_ACCESS)
+
 
 def install_redaction(handler: logging.Handler | None = None) -> None:
     """Redact on the server's own loggers (whatever handler prints them) and on `handler`.
@@ -89,6 +129,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(settings: PlatformSettings, *, service: str) -> None:
     """Logging and tracing for this process (once)."""
     configure_tracing(service)
+    set_access_log(settings.access_log)
     install_redaction()
     root = logging.getLogger()
     if any(getattr(h, "_agentflow", False) for h in root.handlers):

@@ -21,9 +21,10 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import Notification
 from sqlalchemy.engine import Connection, Engine
 
-from shared.eventstore import EventSourcedApplication
+from shared.eventstore import EventSourcedApplication, mutate_all
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("agentflow.readmodel")
@@ -37,8 +38,11 @@ def read_model_engine(settings: ServiceSettings) -> Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _wal(dbapi_connection: Any, _: Any) -> None:
-            # WAL lets list queries read while the projector writes.
+            # WAL lets list queries read while the projector writes. NORMAL: no fsync per
+            # commit (one per checkpoint); a power cut may undo the last batches, and since
+            # the position is committed with the rows, the next catch-up applies them again.
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
         return engine
     url = sa.URL.create(
@@ -77,6 +81,16 @@ def tracking_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+class Touched(list[UUID]):
+    """The aggregates a batch of notifications touched, in the order of their first event
+    there, and the state of those the batch could build from its own events (`built`: as of
+    the aggregate's last event in the batch). The others are read from the store."""
+
+    def __init__(self, ids: Iterable[UUID], built: dict[UUID, object]) -> None:
+        super().__init__(ids)
+        self.built = built
+
+
 def rewrite_rows(
     conn: Connection,
     table: sa.Table,
@@ -84,16 +98,67 @@ def rewrite_rows(
     aggregate_ids: Iterable[UUID],
     row_of: Callable[[object], dict[str, Any] | None],
 ) -> None:
-    """Rewrite each aggregate's row (keyed by `id`) from its current state; `row_of` gives
-    None for aggregates that have no row (another kind, or deleted)."""
+    """Rewrite each aggregate's row (keyed by `id`) from its state: the one its batch built
+    (when `aggregate_ids` is a projection's `Touched`), else its current state in the store;
+    `row_of` gives None for aggregates that have no row (another kind, or deleted). The rows
+    go in bulk: one DELETE per chunk of ids, one executemany INSERT per shape of row."""
+    built = aggregate_ids.built if isinstance(aggregate_ids, Touched) else {}
+    ids: list[str] = []
+    rows: list[dict[str, Any]] = []
     for aggregate_id in aggregate_ids:
-        conn.execute(table.delete().where(table.c.id == str(aggregate_id)))
-        try:
-            row = application.repository.read(aggregate_id, row_of)
-        except AggregateNotFoundError:
-            continue
+        ids.append(str(aggregate_id))
+        if aggregate_id in built:
+            aggregate = built[aggregate_id]
+            row = None if aggregate is None else row_of(aggregate)
+        else:
+            try:
+                row = application.repository.read(aggregate_id, row_of)
+            except AggregateNotFoundError:
+                continue
         if row is not None:
-            conn.execute(table.insert().values(**row))
+            rows.append(row)
+    for start in range(0, len(ids), _CHUNK):
+        conn.execute(table.delete().where(table.c.id.in_(ids[start : start + _CHUNK])))
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(row), []).append(row)
+    for same in shapes.values():
+        conn.execute(table.insert(), same)
+
+
+# Ids per DELETE: well under SQLite's limit of bound parameters (32,766), one statement
+# for a whole batch of most projections.
+_CHUNK = 1000
+
+
+def build_aggregates(
+    application: EventSourcedApplication,
+    notifications: Sequence[Notification],
+    carried: dict[UUID, object],
+) -> Touched:
+    """The aggregates `notifications` touch, each built from the batch's own events when it
+    began there (its version 1 is in the batch) or continues one of `carried` (built by the
+    previous batch, up to the version before its first event here): each event is decoded
+    and applied once, instead of the aggregate being read again from the store. An aggregate
+    the batch cannot build (it began before, or an event does not apply) is left out of
+    `built`, and its row comes from its current state, read from the store."""
+    events: dict[UUID, list[Notification]] = {}
+    for notification in notifications:
+        originator = notification.originator_id
+        aggregate_id = originator if isinstance(originator, UUID) else UUID(str(originator))
+        events.setdefault(aggregate_id, []).append(notification)
+    to_domain_event = application.mapper.to_domain_event
+    built: dict[UUID, object] = {}
+    for aggregate_id, own in events.items():
+        first = own[0].originator_version
+        start = carried.get(aggregate_id) if first != 1 else None
+        if first != 1 and getattr(start, "version", None) != first - 1:
+            continue
+        try:
+            built[aggregate_id] = mutate_all(start, map(to_domain_event, own))
+        except Exception:  # the store's current state is the fallback
+            log.debug("projection: %s read from the store", aggregate_id, exc_info=True)
+    return Touched(events, built)
 
 
 # Applies the current state of the given aggregates to the read model, in one transaction.
@@ -104,10 +169,13 @@ _NOTHING_YET = "nothing projected yet"
 class Projection:
     """Keeps read-model tables in step with the notification log.
 
-    Each catch-up reads the notifications after the tracked position, refreshes the rows of the
-    aggregates they touch from those aggregates' current state, and stores the new position in
-    the same transaction: a crash repeats work but never skips or half-applies it. Because a
-    row is always rewritten from the aggregate, applying a notification twice changes nothing.
+    Each catch-up reads the notifications after the tracked position in batches, rewrites the
+    rows of the aggregates each batch touches, and stores the new position in the same
+    transaction: a crash repeats work but never skips or half-applies it. An aggregate's row
+    comes from its state as of the batch, built from the batch's own events when the
+    aggregate began there or continues from the previous batch (what a rebuild meets), else
+    from its current state in the store. Because a row is always rewritten whole from the
+    aggregate, applying a notification twice changes nothing.
 
     `version` is the version of what the projection writes. Bump it (the read model's
     `VERSION`) when its tables change (a column or an index added, dropped, renamed or
@@ -217,8 +285,9 @@ class Projection:
         with self._lock:
             self._saved_since = False  # a save from now on marks it again
             try:
+                carried: dict[UUID, object] = {}
                 while True:
-                    count = self._apply_batch()
+                    count, carried = self._apply_batch(carried)
                     applied += count
                     if count < self._batch_size:
                         return applied
@@ -332,7 +401,9 @@ class Projection:
         self._saved_since = True
         self._foreign_version = None
 
-    def _apply_batch(self) -> int:
+    def _apply_batch(self, carried: dict[UUID, object]) -> tuple[int, dict[UUID, object]]:
+        """Apply the next batch; return how many notifications, and the aggregates it built
+        (the next batch continues them)."""
         with self._writing() as conn:
             query = sa.select(self._tracking.c.position, self._tracking.c.version).where(
                 self._tracking.c.name == self.name
@@ -342,15 +413,15 @@ class Projection:
             row = conn.execute(query).first()
             if row is not None and row.version != self.version:
                 self._foreign(row.version)
-                return 0
+                return 0, {}
             position = int(row.position) if row else 0
             notifications = self._application.recorder.select_notifications(
                 position, self._batch_size, inclusive_of_start=False
             )
             self._seen = max(self._seen, position)
             if not notifications:
-                return 0
-            touched = list(dict.fromkeys(UUID(str(n.originator_id)) for n in notifications))
+                return 0, {}
+            touched = build_aggregates(self._application, notifications, carried)
             self._refresh(conn, touched)
             last = notifications[-1].id
             if row is None:
@@ -366,7 +437,7 @@ class Projection:
                     .values(position=last)
                 )
         self._seen = max(self._seen, last)  # committed
-        return len(notifications)
+        return len(notifications), touched.built
 
     def _foreign(self, version: int) -> None:
         """Another release rebuilt the rows for its version while this process runs (a

@@ -27,4 +27,11 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=KEEP_ALIVE_S,
+        # Named, not "auto": measured cheapest (httptools about a third less CPU per request
+        # than h11), and a missing one fails the start instead of falling back silently.
+        loop="uvloop",
+        http="httptools",
+        # The live-update socket's messages are small JSON: compressing each one cost more CPU
+        # than it saved bytes (issue 15).
+        ws_per_message_deflate=False,
     )

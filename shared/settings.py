@@ -128,6 +128,9 @@ class PlatformSettings(BaseSettings):
     environment: Environment = "production"
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # One line per request answered (and per WebSocket opened and closed). Off: every line
+    # costs formatting, writing and relaying; 5xx answers are logged either way.
+    access_log: bool = False
 
     jwt_secret: SecretStr = Field(default=SecretStr(DEFAULT_JWT_SECRET), examples=[KEY_EXAMPLE])
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

@@ -9,33 +9,33 @@ from fastapi import Depends, Request
 from services.auth.application import AuthApplication
 from services.auth.settings import AuthSettings
 from services.auth.throttle import LoginThrottle, RegistrationThrottle
-from shared.security.deps import token_service
+from shared.security.deps import tokens_dependency
 from shared.security.tokens import TokenService
 
 
-def _auth_app(request: Request) -> AuthApplication:
+async def _auth_app(request: Request) -> AuthApplication:
     app = request.app.state.auth
     assert isinstance(app, AuthApplication)
     return app
 
 
 AuthApp = Annotated[AuthApplication, Depends(_auth_app)]
-Tokens = Annotated[TokenService, Depends(token_service)]
+Tokens = Annotated[TokenService, Depends(tokens_dependency)]
 
 
-def _throttle(request: Request) -> LoginThrottle:
+async def _throttle(request: Request) -> LoginThrottle:
     throttle = request.app.state.login_throttle
     assert isinstance(throttle, LoginThrottle)
     return throttle
 
 
-def _register_throttle(request: Request) -> RegistrationThrottle:
+async def _register_throttle(request: Request) -> RegistrationThrottle:
     throttle = request.app.state.register_throttle
     assert isinstance(throttle, RegistrationThrottle)
     return throttle
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     """Who is calling: behind the gateway, an entry of X-Forwarded-For (the gateway appends
     the peer it saw; entries before the trusted proxies' are the client's to forge)."""
     settings: AuthSettings = request.app.state.settings

@@ -12,43 +12,47 @@ from services.datasources.connectors import ConnectorPool
 from services.datasources.readmodel import DataSourceList
 from shared.security.deps import BearerToken, CurrentPrincipal, token_service
 from shared.security.grants import QueryGrants
-from shared.security.tokens import InvalidToken
+from shared.security.tokens import InvalidToken, Principal
 
 
-def _sources(request: Request) -> DataSourcesApplication:
+async def _sources(request: Request) -> DataSourcesApplication:
     app = request.app.state.data_sources
     assert isinstance(app, DataSourcesApplication)
     return app
 
 
-def _listing(request: Request) -> DataSourceList:
+async def _listing(request: Request) -> DataSourceList:
     listing = request.app.state.data_source_list
     assert isinstance(listing, DataSourceList)
     return listing
 
 
-def _connectors(request: Request) -> ConnectorPool:
+async def _connectors(request: Request) -> ConnectorPool:
     pool = request.app.state.connectors
     assert isinstance(pool, ConnectorPool)
     return pool
 
 
-def _actor(principal: CurrentPrincipal) -> Actor:
+def _actor_of(principal: Principal) -> Actor:
     return Actor(principal.user_id, principal.is_admin)
 
 
-def _query_actor(request: Request, token: BearerToken) -> Actor:
+async def _actor(principal: CurrentPrincipal) -> Actor:
+    return _actor_of(principal)
+
+
+async def _query_actor(request: Request, token: BearerToken) -> Actor:
     """Who runs a query: a signed-in user, or a worker with a query grant for a workflow's
     owner (the only thing a grant is good for; the gateway does not accept one)."""
     try:
-        return _actor(token_service(request).verify(token))
+        return _actor_of(token_service(request).verify(token))
     except InvalidToken:
         grants = request.app.state.query_grants
         assert isinstance(grants, QueryGrants)
         return Actor(grants.verify(token), False)
 
 
-def _source_id(data_source_id: str) -> UUID:
+async def _source_id(data_source_id: str) -> UUID:
     # A malformed id names no data source: 404, the same as an unknown one.
     try:
         return UUID(data_source_id)

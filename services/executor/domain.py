@@ -5,6 +5,12 @@ Node results may arrive twice (a redelivered message, a restarted orchestrator):
 `record_*` methods decide whether a result is new and only then emit an event, so applying a
 result twice changes nothing. Results are keyed by run key (the node id, plus the loop
 iteration for nodes inside a loop body) and attempt.
+
+Log lines: what a run says is `LogRecorded`, except the two lines every node has, "node
+started" and "node finished": those are the `NodeStarted` and `NodeCompleted` events
+themselves, marked `log_line` (the application derives the lines, services/executor/
+application.py `logs`). Events recorded before that mark existed lack it and were followed by
+a stored line instead, so old runs read exactly as they did.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from eventsourcing.domain import Aggregate, event
 ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 LogLevel = Literal["debug", "info", "warn", "error"]
+NODE_STARTED_LINE = "节点开始执行"
+NODE_FINISHED_LINE = "节点执行完成"
 MODEL_NODE_TYPES = frozenset({"llm", "agent"})
 
 
@@ -100,7 +108,9 @@ class Execution(Aggregate):
             return False
         if self.status == "pending":
             self._started()
-        self._node_started(run_key, node_id, node_type, attempt, inputs)
+        # A node's first start is a log line (a loop says more: it records its own).
+        log_line = attempt == 1 and node_type != "loop"
+        self._node_started(run_key, node_id, node_type, attempt, inputs, log_line)
         return True
 
     def record_node_completed(
@@ -110,10 +120,13 @@ class Execution(Aggregate):
         output: Any,
         duration_ms: int,
         branch: str | None = None,
+        *,
+        log_line: bool = False,
     ) -> bool:
+        """`log_line`: the node succeeded, and this is its "node finished" line too."""
         if self.status in FINAL_STATUSES or not self._is_current(run_key, attempt):
             return False
-        self._node_completed(run_key, attempt, output, duration_ms, branch)
+        self._node_completed(run_key, attempt, output, duration_ms, branch, log_line)
         return True
 
     def record_node_failed(
@@ -188,7 +201,13 @@ class Execution(Aggregate):
 
     @event("NodeStarted")
     def _node_started(
-        self, run_key: str, node_id: str, node_type: str, attempt: int, inputs: dict[str, Any]
+        self,
+        run_key: str,
+        node_id: str,
+        node_type: str,
+        attempt: int,
+        inputs: dict[str, Any],
+        log_line: bool = False,
     ) -> None:
         if run_key not in self.nodes:
             self.node_runs += 1
@@ -230,7 +249,13 @@ class Execution(Aggregate):
 
     @event("NodeCompleted")
     def _node_completed(
-        self, run_key: str, attempt: int, output: Any, duration_ms: int, branch: str | None
+        self,
+        run_key: str,
+        attempt: int,
+        output: Any,
+        duration_ms: int,
+        branch: str | None,
+        log_line: bool = False,
     ) -> None:
         node = self.nodes[run_key]
         node.update(status="completed", output=output, duration_ms=duration_ms, branch=branch)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.executor.messages import NODE_INTERNAL_ERROR, NodeRunResult, new_incident_id
-from services.executor.runners.builtin import BUILTIN_RUNNERS, NodeRunError, run_builtin
+from services.executor.node_kinds import NODE_KINDS, run_control
+from services.executor.node_run import NodeRunError
 from shared.i18n import Language, LocalizedError
 from shared.workflow.references import RuntimeContext
 
@@ -43,7 +44,8 @@ class InlineRun:
 
 def runs_inline(node_type: str, data: dict[str, Any]) -> bool:
     """Whether the orchestrator runs this node itself rather than sending it to a worker."""
-    return node_type in BUILTIN_RUNNERS and data.get("mode") != "data_source"
+    kind = NODE_KINDS.get(node_type)
+    return kind is not None and kind.runs_inline(data)
 
 
 def run_inline(
@@ -59,7 +61,7 @@ def run_inline(
     (ok, failed, retryable) for the node-run metrics."""
     started = time.perf_counter()
     try:
-        result = run_builtin(node_type, data, context)
+        result = run_control(node_type, data, context)
     except NodeRunError as exc:
         failure = NodeRunResult.failed(
             execution_id,

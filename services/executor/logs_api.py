@@ -10,8 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.executor.api import ExecutionId, Executor, visible
-from shared.security.deps import CurrentPrincipal
+from services.executor.deps import CurrentActor, ExecutionId, Executor
 from shared.web.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/execution-logs", tags=["执行日志 execution logs"])
@@ -56,7 +55,7 @@ class LogSummary(BaseModel):
 )
 def list_execution_logs(
     execution_id: ExecutionId,
-    principal: CurrentPrincipal,
+    actor: CurrentActor,
     executor: Executor,
     level: Annotated[Level | None, Query(description="日志级别筛选")] = None,
     node_id: Annotated[str | None, Query(max_length=64, description="节点ID筛选")] = None,
@@ -64,7 +63,7 @@ def list_execution_logs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LogPage:
     """An execution's log lines, oldest first, filtered by level and node."""
-    visible(executor, execution_id, principal)
+    executor.visible(actor, execution_id)
     lines = [
         line
         for line in executor.logs(execution_id)
@@ -82,10 +81,10 @@ def list_execution_logs(
     responses=error_responses(401, 404),
 )
 def get_execution_log_summary(
-    execution_id: ExecutionId, principal: CurrentPrincipal, executor: Executor
+    execution_id: ExecutionId, actor: CurrentActor, executor: Executor
 ) -> LogSummary:
     """Counts by level, per-node counts and durations, and the error lines."""
-    visible(executor, execution_id, principal)
+    executor.visible(actor, execution_id)
     lines = executor.logs(execution_id)
     levels = Counter(line.level for line in lines)
     nodes: dict[str, NodeStats] = {}

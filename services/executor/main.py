@@ -12,8 +12,10 @@ from services.executor.application import ExecutorApplication
 from services.executor.integration import to_integration_event
 from services.executor.limits import ExecutionLimits
 from services.executor.orchestrator import Orchestrator
+from services.executor.partitions import Partitioning
 from services.executor.readmodel import ExecutionList
 from services.executor.settings import ExecutorSettings
+from services.executor.workflow_source import KeptWorkflows, WorkflowsOverHttp
 from shared.logging import configure_logging
 from shared.readmodel import read_model_engine, read_model_metadata
 from shared.runtime import ServiceRuntime
@@ -40,17 +42,34 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         max_loop_items=settings.max_loop_items,
         token_budget=settings.max_tokens_per_execution or None,
         max_node_runs=settings.max_node_runs_per_execution,
+        # Replicas share the runs by partition (ADR 0009).
+        partitioning=Partitioning.from_settings(settings),
+        unfinished=executions.unfinished,
+        pending=executions.pending,
     )
     runtime.add_projection(executions.projection)
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=2.0),
+        limits=httpx.Limits(max_keepalive_connections=64, keepalive_expiry=INTERNAL_KEEPALIVE_S),
+    )
+    workflows = WorkflowsOverHttp(http, settings.workflows_url)
+    kept = KeptWorkflows(
+        workflows,
+        runtime.bus,
+        max_entries=settings.workflow_cache_entries,
+        max_age_s=settings.workflow_cache_max_age_s,
+    )
+    limits = ExecutionLimits(settings, executions)
+    application.attach(
+        workflows=kept if settings.workflow_cache_entries else workflows,
+        limits=limits,
+        runs=orchestrator,
+    )
 
     async def carry_on() -> None:
         await runtime.bus.wait_ready()
         await orchestrator.recover(await asyncio.to_thread(executions.unfinished))
 
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0, connect=2.0),
-        limits=httpx.Limits(max_keepalive_connections=64, keepalive_expiry=INTERNAL_KEEPALIVE_S),
-    )
     recovery: list[asyncio.Task[None]] = []
 
     async def start() -> None:
@@ -62,6 +81,7 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
         for task in recovery:
             task.cancel()
         await orchestrator.stop()
+        await kept.close()
 
     async def release() -> None:
         await http.aclose()
@@ -87,8 +107,7 @@ def create_app(settings: ExecutorSettings | None = None) -> FastAPI:
             "executor": application,
             "orchestrator": orchestrator,
             "executions": executions,
-            "limits": ExecutionLimits(settings, executions),
-            "http": http,
+            "limits": limits,
             "tokens": TokenService(settings),
         },
         on_start=[start],

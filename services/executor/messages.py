@@ -12,7 +12,7 @@ from shared.i18n import Message
 from shared.workflow.references import LoopFrame, RuntimeContext
 
 if TYPE_CHECKING:
-    from services.executor.runners.builtin import NodeResult
+    from services.executor.node_run import NodeResult
 
 EXECUTION_NOT_FOUND = Message("执行记录不存在", "Execution not found")
 NOT_RESUMABLE = Message(

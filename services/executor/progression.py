@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.executor import messages
+from services.executor.control_nodes import final_output_data
 from services.executor.domain import FINAL_STATUSES, MODEL_NODE_TYPES, Execution
 from services.executor.inline import InlineRun, run_inline, runs_inline
 from services.executor.messages import LoopFrameIn, NodeRunCommand, NodeRunResult
+from services.executor.node_kinds import NODE_KINDS
 from services.executor.planner import NodeState, Outcome, plan
-from services.executor.runners.builtin import final_output_data
 from shared.i18n import Language, Message
 from shared.workflow.graph import GraphIndex
 from shared.workflow.model import HANDLE_ERROR
-from shared.workflow.nodes import LoopData, NodeData, parse_node_data
+from shared.workflow.nodes import LoopData, NodeData
 from shared.workflow.outputs import primary_output
 from shared.workflow.references import LoopFrame, RuntimeContext
 from shared.workflow.templates import TemplateError, render, render_value
@@ -71,11 +72,9 @@ def path_of(record: dict[str, Any], key: str) -> Path:
 
 def policy_of(node_type: str, data: dict[str, Any]) -> NodeData:
     try:
-        config = parse_node_data(node_type, data)
+        return NODE_KINDS[node_type].parse(data)
     except Exception:  # validated before the run; defaults keep a bad edit from wedging it
         return NodeData()
-    assert isinstance(config, NodeData)
-    return config
 
 
 def settle_failure(
@@ -125,11 +124,15 @@ def apply_result(
     node_id, node_type = node["node_id"], node["node_type"]
     if result.ok:
         if not execution.record_node_completed(
-            result.run_key, result.attempt, result.output, result.duration_ms, result.branch
+            result.run_key,
+            result.attempt,
+            result.output,
+            result.duration_ms,
+            result.branch,
+            log_line=True,
         ):
             return False, None
         _record_logs(execution, result, node_id, node_type)
-        execution.record_log("info", "节点执行完成", node_id, node_type, result.duration_ms)
         return True, None
     recorded, delay = settle_failure(
         execution,
@@ -230,7 +233,6 @@ class Progression:
             context = self.context(node_id, path)
             inputs.update(self._inputs_seen(node.type, node.data, context))
             if execution.record_node_started(key, node_id, node.type, 1, inputs):
-                execution.record_log("info", "节点开始执行", node_id, node.type)
                 self.changed = True
                 return self._send(key, 1, context)
             return False

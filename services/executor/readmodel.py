@@ -118,6 +118,16 @@ class ExecutionList:
             rows = conn.execute(query).all()
         return [UUID(row[0]) for row in rows]
 
+    def pending(self, created_before: datetime) -> list[UUID]:
+        """Executions recorded but not started, created before `created_before`: a start
+        whose hand-off to its partition's owner was lost with the replica that took it."""
+        self.projection.catch_up()
+        t = self.table
+        query = sa.select(t.c.id).where(t.c.status == "pending", t.c.created_at < created_before)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [UUID(row[0]) for row in rows]
+
 
 def _row_of(aggregate: object) -> dict[str, Any] | None:
     return _row(aggregate) if isinstance(aggregate, Execution) else None

@@ -14,6 +14,10 @@ class ExecutorSettings(ServiceSettings):
 
     port: int = service_port_field(8103, "executor")
     workflows_url: str = "http://127.0.0.1:8102"
+    # Current workflow versions kept in memory, current from the workflow events on the bus
+    # (services/executor/workflow_source.py); one older than this is asked for again.
+    workflow_cache_entries: int = Field(default=10_000, ge=0, le=1_000_000)
+    workflow_cache_max_age_s: float = Field(default=300.0, gt=0, le=86_400)
     datasources_url: str = "http://127.0.0.1:8104"  # workers query data sources here
 
     # Per user (services/executor/limits.py): beyond these, starting a run answers 429.
@@ -37,6 +41,17 @@ class ExecutorSettings(ServiceSettings):
     # trips (services/executor/inline.py). Off: every node goes through a worker.
     inline_control_nodes: bool = True
 
+    # Executor api replicas share the runs (services/executor/partitions.py, ADR 0009): each
+    # execution id falls in one of this many partitions, decided by one replica at a time; up
+    # to this many replicas share the work. Set it once: every replica must use the same.
+    execution_partitions: int = Field(default=16, ge=1, le=1024)
+    # A replica's hold on its partitions lapses this long after it last renewed it (it renews
+    # every quarter of it): a dead replica's runs are carried on by the others within it.
+    partition_lease_s: float = Field(default=10.0, ge=2.0, le=300.0)
+    # This replica's name in the leases ("": host name and port, stable across a restart in
+    # place, so a restarted process takes its partitions straight back).
+    replica_id: str = Field(default="", max_length=200)
+
     # Workers. A node still running after `node_ack_wait_s` without a heartbeat is presumed
     # lost with its worker and is delivered to another; heartbeats go every third of it.
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
@@ -53,7 +68,7 @@ class ExecutorSettings(ServiceSettings):
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_backoff_s: float = Field(default=0.5, ge=0.0, le=60.0)
     llm_max_backoff_s: float = Field(default=8.0, ge=0.0, le=300.0)
-    # What one model answer may hold (services/executor/llm/client.py ResponseLimits): beyond
+    # What one model answer may hold (services/executor/worker/llm/client.py ResponseLimits): beyond
     # any of these the node fails, saying which (a base URL may be anybody's server).
     llm_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)
     llm_max_text_chars: int = Field(default=1_000_000, ge=1, le=100_000_000)

@@ -12,23 +12,23 @@ from services.workflows.readmodel import WorkflowList
 from shared.security.deps import CurrentPrincipal
 
 
-def _workflows(request: Request) -> WorkflowsApplication:
+async def _workflows(request: Request) -> WorkflowsApplication:
     app = request.app.state.workflows
     assert isinstance(app, WorkflowsApplication)
     return app
 
 
-def _workflow_list(request: Request) -> WorkflowList:
+async def _workflow_list(request: Request) -> WorkflowList:
     listing = request.app.state.workflow_list
     assert isinstance(listing, WorkflowList)
     return listing
 
 
-def _actor(principal: CurrentPrincipal) -> Actor:
+async def _actor(principal: CurrentPrincipal) -> Actor:
     return Actor(principal.user_id, principal.username, principal.is_admin)
 
 
-def _workflow_id(workflow_id: str) -> UUID:
+async def _workflow_id(workflow_id: str) -> UUID:
     # A malformed id names no workflow: 404, the same as an unknown one.
     try:
         return UUID(workflow_id)

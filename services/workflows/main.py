@@ -17,6 +17,7 @@ from shared.runtime import ServiceRuntime
 from shared.security.tokens import TokenService
 from shared.web.app import event_sourced_app
 from shared.web.history import history_router
+from shared.web.published_writes import AnswerWritesWhenPublished
 
 
 def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
@@ -35,7 +36,7 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
     async def dispose() -> None:
         await asyncio.to_thread(engine.dispose)
 
-    return event_sourced_app(
+    app = event_sourced_app(
         service="workflows",
         title="Agentflow workflows service",
         description="Workflow definitions, versions, templates, import and export.",
@@ -58,3 +59,11 @@ def create_app(settings: WorkflowsSettings | None = None) -> FastAPI:
         on_start=[create_tables],
         on_stop=[dispose],
     )
+    # The executor keeps current versions from these events: a saved workflow then runs as
+    # saved (services/executor/workflow_source.py).
+    app.add_middleware(
+        AnswerWritesWhenPublished,
+        relay=runtime.relay,
+        timeout_s=settings.publish_before_answer_s,
+    )
+    return app

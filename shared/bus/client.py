@@ -52,6 +52,9 @@ class JetStreamBus:
         self._ready = asyncio.Event()
         self._closing = False
         self._connector: asyncio.Task[None] | None = None
+        # Counts (re)connections: a follower of the bus knows whether its subscription is on
+        # the connection that is up now or was made before a disconnect.
+        self.connections = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -181,6 +184,7 @@ class JetStreamBus:
             log.warning("declaring JetStream streams failed: %r", exc)
             self._ready.clear()
             return False
+        self.connections += 1
         self._ready.set()
         log.info("connected to NATS at %s", self._redacted_url)
         for callback in list(self._callbacks):

@@ -57,15 +57,37 @@ class PullConsumer:
         )
         self._loop_task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._registered = False
+        self._restart: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._bus.on_connected(self._rebuild)
+        """Consume from now on (again after `stop`: a partition's owner may lose it and gain
+        it back); rebuilt after every reconnect."""
+        self._stopped = False
+        if not self._registered:
+            self._registered = True
+            self._bus.on_connected(self._rebuild)
+        elif self._bus.connected:
+            self._restart = asyncio.create_task(self._rebuild_now())
+
+    async def _rebuild_now(self) -> None:
+        while not self._stopped and self._bus.connected:
+            try:
+                await self._rebuild(self._bus.js)
+                return
+            except Exception as exc:  # NATS went away meanwhile: the next connect rebuilds us
+                log.warning("consumer %s not rebuilt yet: %r", self._durable, exc)
+                await asyncio.sleep(self._retry_delay_s)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop taking messages; let the ones in hand finish within `grace_s` (None: wait
         for them all), then give the rest back to JetStream (nak), so another consumer of
         the durable takes them at once instead of after the ack wait."""
         self._stopped = True
+        if self._restart is not None:
+            self._restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restart
         await self._cancel_loop()
         if not self._in_flight:
             return
@@ -83,6 +105,10 @@ class PullConsumer:
         subscription = await js.pull_subscribe(
             self._subject, durable=self._durable, stream=self._stream, config=self._config
         )
+        if self._stopped:  # stopped while subscribing
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            return
         self._loop_task = asyncio.create_task(
             self._fetch_loop(subscription), name=f"consumer-{self._durable}"
         )

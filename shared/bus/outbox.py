@@ -10,6 +10,7 @@ Guarantees (docs/adr/0003-outbox-relay.md):
   together), so JetStream stores it in that order; only a batch that failed part-way and is
   re-sent can interleave, so consumers order by the envelope's per-aggregate `version`.
 A save wakes the relay at once; polling is only the safety net (e.g. a CLI wrote the store).
+The position is kept in memory and saved at most once a second under load (`relay_pending`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from prometheus_client import Counter, Gauge
 
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
@@ -63,6 +65,7 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval_s: float = 2.0,
         tracking_name: str | None = None,
+        save_every_s: float = 1.0,
     ) -> None:
         self._app = app
         self._bus = bus
@@ -78,6 +81,15 @@ class OutboxRelay:
         # so `stop` takes this lock to know no call is still using the store the app is about
         # to close (SQLite crashes on a connection closed under a running query).
         self._store_calls = threading.Lock()
+        # What is known to be on the bus (this relay published it, or found it published);
+        # `flushed` waits on it.
+        self.published_through = 0
+        self._progress = asyncio.Condition()
+        self._position_known: int | None = None  # read from the store once, then kept here
+        self._position_saved = 0
+        self._saved_at = float("-inf")
+        self._lag_measured_at = float("-inf")
+        self._save_every_s = save_every_s
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -91,11 +103,36 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await asyncio.to_thread(self._in_store, lambda: None)
+        with contextlib.suppress(Exception):  # a store that is gone: the next start re-sends
+            await self._save_position(idle=True)
 
     def wake(self) -> None:
         """Thread-safe: called by the store right after a save commits."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def flushed(self, timeout_s: float) -> bool:
+        """Wait until everything this process saved so far is on the bus (at most
+        `timeout_s`); False when it is not yet (NATS unreachable: the relay carries on)."""
+        target = self._app.saved_through
+        if self.published_through >= target:
+            return True
+        self.wake()
+        async with self._progress:
+            try:
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self.published_through >= target),
+                    timeout_s,
+                )
+            except TimeoutError:
+                return False
+        return True
+
+    async def _published(self, position: int) -> None:
+        if position > self.published_through:
+            self.published_through = position
+            async with self._progress:
+                self._progress.notify_all()
 
     async def position(self) -> int:
         return await asyncio.to_thread(self._in_store, self._position)
@@ -105,42 +142,70 @@ class OutboxRelay:
             return call(*args, **kwargs)
 
     async def relay_pending(self) -> int:
-        """Publish everything stored after the saved position; return how many were read."""
+        """Publish everything stored after the known position; return how many were read.
+
+        The position is read from the store once, then kept here; it is saved after each
+        acked batch, but at most every `save_every_s` while batches follow each other (a
+        crash then re-sends at most that much, which JetStream drops as duplicates), and
+        always when the relay stops or falls idle."""
         total = 0
-        await asyncio.to_thread(self._in_store, self._measure_lag)
+        if self._position_known is None:
+            self._position_known = await asyncio.to_thread(self._in_store, self._position)
+            self._position_saved = self._position_known
+            await self._published(self._position_known)
         while True:
-            start = await asyncio.to_thread(self._in_store, self._position)
-            notifications = await asyncio.to_thread(
-                self._in_store,
-                self._app.recorder.select_notifications,
-                start,
-                self._batch_size,
-                inclusive_of_start=False,
-            )
+            start = self._position_known
+            notifications, outgoing = await asyncio.to_thread(self._in_store, self._read, start)
             if not notifications:
+                await self._save_position(idle=True)
                 return total
-            outgoing = [m for m in map(self._message_for, notifications) if m is not None]
             if outgoing:
                 acks = await self._bus.publish_batch(outgoing)
                 duplicates = sum(1 for ack in acks if ack.duplicate)
                 OUTBOX_PUBLISHED.labels(self._source, "true").inc(duplicates)
                 OUTBOX_PUBLISHED.labels(self._source, "false").inc(len(acks) - duplicates)
-            last = notifications[-1].id
+            self._position_known = notifications[-1].id
+            total += len(notifications)
+            full = len(notifications) >= self._batch_size
+            await self._save_position(idle=not full)
+            await self._published(self._position_known)
+            if not full:
+                return total
+
+    def _read(self, start: int) -> tuple[Sequence[Any], list[OutgoingMessage]]:
+        notifications = self._app.recorder.select_notifications(
+            start, self._batch_size, inclusive_of_start=False
+        )
+        outgoing = [m for m in map(self._message_for, notifications) if m is not None]
+        return notifications, outgoing
+
+    async def _save_position(self, *, idle: bool) -> None:
+        position = self._position_known
+        if position is None or position <= self._position_saved:
+            return
+        now = time.monotonic()
+        if not idle and now - self._saved_at < self._save_every_s:
+            return
+        # IntegrityError: another relay of this store (an executor api replica) saved this
+        # very position, so it is saved. Both relay every event; JetStream keeps one of each.
+        with contextlib.suppress(IntegrityError):
             await asyncio.to_thread(
                 self._in_store,
                 self._app.tracking.insert_tracking,
-                Tracking(self._tracking_name, last),
+                Tracking(self._tracking_name, position),
             )
-            OUTBOX_POSITION.labels(self._source).set(last)
-            await asyncio.to_thread(self._in_store, self._measure_lag, last)
-            total += len(notifications)
-            if len(notifications) < self._batch_size:
-                return total
+        self._position_saved, self._saved_at = position, now
+        OUTBOX_POSITION.labels(self._source).set(position)
+        # What was stored and not yet published: this process's saves are known here; others'
+        # (a CLI writing the store) only by asking the store, which is done now and then.
+        stored = self._app.saved_through
+        if now - self._lag_measured_at >= self._save_every_s:
+            stored = await asyncio.to_thread(self._in_store, self._stored_through)
+            self._lag_measured_at = now
+        OUTBOX_LAG.labels(self._source).set(max(0, stored - position))
 
-    def _measure_lag(self, position: int | None = None) -> None:
-        stored = self._app.recorder.max_notification_id() or 0
-        published = self._position() if position is None else position
-        OUTBOX_LAG.labels(self._source).set(max(0, stored - published))
+    def _stored_through(self) -> int:
+        return self._app.recorder.max_notification_id() or 0
 
     def _position(self) -> int:
         return self._app.tracking.max_tracking_id(self._tracking_name) or 0

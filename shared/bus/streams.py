@@ -3,6 +3,8 @@ between streams."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -29,8 +31,41 @@ def event_subject(aggregate: str, aggregate_id: str, event_type: str) -> str:
     return f"events.{aggregate}.{aggregate_id}.{event_type}"
 
 
-def node_result_subject(execution_id: str) -> str:
-    return f"evt.node.{execution_id}"
+# Node results go to the partition of their execution (services/executor/partitions.py, ADR
+# 0009): `evt.node.<partition>.<execution_id>`; a start or resume handed to the replica owning
+# the partition is `evt.node.<partition>.<execution_id>.advance`. The subject before
+# partitions, `evt.node.<execution_id>`, is still read (old workers, results stored before an
+# upgrade) and forwarded to the partition.
+LEGACY_NODE_RESULTS = "evt.node.*"
+# The header on a node-run command that names the partition its result goes to.
+PARTITION_HEADER = "Agentflow-Partition"
+
+
+def node_result_subject(execution_id: str, partition: int | None = None) -> str:
+    if partition is None:
+        return f"evt.node.{execution_id}"
+    return f"evt.node.{partition}.{execution_id}"
+
+
+def result_subject(execution_id: str, headers: Mapping[str, str] | None) -> str:
+    """Where a worker sends the result of a command that came with `headers`: the partition
+    the orchestrator named, else (a command sent before partitions) the subject of old."""
+    named = (headers or {}).get(PARTITION_HEADER, "")
+    return node_result_subject(execution_id, int(named) if named.isdecimal() else None)
+
+
+def advance_subject(partition: int, execution_id: str) -> str:
+    return f"evt.node.{partition}.{execution_id}.advance"
+
+
+def partition_results(partition: int) -> str:
+    """Everything for one partition's owner: its results and its hand-offs."""
+    return f"evt.node.{partition}.>"
+
+
+def results_durable(partition: int | None) -> str:
+    """The durable consumer of a partition (None: of the subject before partitions)."""
+    return "orchestrator" if partition is None else f"orchestrator-{partition}"
 
 
 def durable_consumer(

@@ -25,7 +25,12 @@ def token_service(request: Request) -> TokenService:
     return tokens
 
 
-def bearer_token(token: Annotated[str | None, Depends(_bearer)]) -> str:
+async def tokens_dependency(request: Request) -> TokenService:
+    # Dependencies are async: a sync one costs a threadpool hop per request.
+    return token_service(request)
+
+
+async def bearer_token(token: Annotated[str | None, Depends(_bearer)]) -> str:
     """The bearer token sent, not yet verified; 401 when there is none."""
     if not token:
         raise Unauthorized
@@ -35,7 +40,7 @@ def bearer_token(token: Annotated[str | None, Depends(_bearer)]) -> str:
 BearerToken = Annotated[str, Depends(bearer_token)]
 
 
-def current_principal(request: Request, token: BearerToken) -> Principal:
+async def current_principal(request: Request, token: BearerToken) -> Principal:
     return token_service(request).verify(token)
 
 

@@ -7,6 +7,7 @@ token was issued with (`shared/security/revocations.py` keeps both current from 
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,9 @@ class Principal:
         return self.role == "admin"
 
 
+_VERIFIED_KEPT = 4096
+
+
 class TokenService:
     def __init__(
         self, settings: PlatformSettings, revocations: TokenRevocations | None = None
@@ -54,6 +58,10 @@ class TokenService:
         self._algorithm = settings.jwt_algorithm
         self._ttl = timedelta(minutes=settings.jwt_ttl_minutes)
         self._issuer = settings.jwt_issuer
+        # Tokens already verified, until they expire: checking a signature costs more than a
+        # request's own work, and a client sends the same token request after request.
+        # Revocations and role changes are still checked on every call (`verify`).
+        self._verified: dict[str, tuple[float, dict[str, object]]] = {}
 
     @property
     def ttl_seconds(self) -> int:
@@ -98,6 +106,16 @@ class TokenService:
 
     def decode(self, token: str) -> dict[str, object]:
         """The claims of a token this service signed and that has not expired."""
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[0]:
+            return dict(known[1])
+        claims = self._check_signature(token)
+        if len(self._verified) >= _VERIFIED_KEPT:
+            self._verified.clear()  # simplest bound; a busy process re-verifies once each
+        self._verified[token] = (float(cast(float, claims["exp"])), claims)
+        return dict(claims)
+
+    def _check_signature(self, token: str) -> dict[str, object]:
         try:
             claims = jwt.decode(
                 token,

@@ -10,7 +10,7 @@ from shared.i18n import Language
 from shared.web.errors import language_of
 
 
-def _language(request: Request) -> Language:
+async def _language(request: Request) -> Language:
     return language_of(request)
 
 

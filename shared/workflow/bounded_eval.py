@@ -1,8 +1,10 @@
 """The one bounded evaluator behind condition expressions and the agent's calculator tool.
 
-Both parse their text, check the syntax tree against their own whitelist, then hand the tree
-to `evaluate` here: simpleeval walks it with the operators and functions given, and this
-module supplies the arithmetic, whose every result is bounded *before* it is built:
+Both check their text and parse it here (`check_text`, `parse`: bounded length and nesting),
+check the syntax tree against their own whitelist (what each language allows, and calls by
+`check_function`), then hand the tree to `evaluate` here: simpleeval walks it with the
+operators and functions given, and this module supplies the arithmetic, whose every result
+is bounded *before* it is built:
 
 - integers: at most MAX_INT_BITS bits (about 3000 digits) out of `*` and `**`, exponents at
   most MAX_EXPONENT, `round` to at most MAX_EXPONENT digits (`round(1, -10**9)` would
@@ -178,6 +180,62 @@ def grown(result: str, source: str) -> str:
     if len(result) > MAX_VALUE_SIZE and len(result) > len(source):
         check_size(len(result))
     return result
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+_EMPTY = Message("表达式为空", "the expression is empty")
+_TEXT_TOO_LONG = Message(
+    "表达式过长(最多 {limit} 个字符)", "expression too long (at most {limit} chars)"
+)
+_SYNTAX = Message("语法错误:{detail}", "syntax error: {detail}")
+_TOO_DEEP = Message(
+    "表达式嵌套过深(最多 {limit} 层)", "expression nested too deeply (at most {limit} levels)"
+)
+_UNKNOWN_FUNCTION = Message(
+    "未知函数 {name}(可用:{available})", "unknown function {name} (available: {available})"
+)
+_KEYWORDS = Message("函数 {name} 不接受关键字参数", "function {name} takes no keyword arguments")
+
+
+def check_text(expression: str, max_length: int) -> None:
+    """Refuse an expression longer than `max_length` characters, or with nothing in it."""
+    if len(expression) > max_length:
+        raise ExpressionError(_TEXT_TOO_LONG, limit=max_length)
+    if not expression.strip():
+        raise ExpressionError(_EMPTY)
+
+
+def parse(source: str, max_depth: int) -> ast.Expression:
+    """The syntax tree of one expression; ExpressionError when `source` is not one, or nests
+    deeper than `max_depth` (evaluation recurses: `1+1+…+1` must not reach Python's limit)."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(_SYNTAX, detail=exc.msg) from exc
+    except (RecursionError, MemoryError) as exc:
+        raise ExpressionError(_TOO_DEEP, limit=max_depth) from exc
+    if _depth(tree.body) > max_depth:  # the levels written: not the `Expression` wrapper
+        raise ExpressionError(_TOO_DEEP, limit=max_depth)
+    return tree
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deeply the tree nests, its root counted as 1, without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def check_function(name: str, call: ast.Call, functions: Mapping[str, Any]) -> None:
+    """A call of `name` the whitelist allows: one of `functions`, with positional arguments."""
+    if name not in functions:
+        raise ExpressionError(_UNKNOWN_FUNCTION, name=name, available=", ".join(functions))
+    if call.keywords:
+        raise ExpressionError(_KEYWORDS, name=name)
 
 
 # -- operators ---------------------------------------------------------------------------

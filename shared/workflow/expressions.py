@@ -2,8 +2,9 @@
 
 Compiled once (references become placeholder names, the syntax tree is checked against a
 whitelist), then evaluated by the bounded evaluator shared with the calculator tool
-(shared/workflow/bounded_eval.py: arithmetic, sizes of built values) with the comparisons and
-functions defined here; `matches()` patterns are bounded by shared/workflow/bounded_regex.py.
+(shared/workflow/bounded_eval.py: parsing, arithmetic, sizes of built values) with the
+comparisons and functions defined here; `matches()` patterns are bounded by
+shared/workflow/bounded_regex.py.
 Nothing here calls eval/exec, and no attribute of any value is ever reachable: attribute
 syntax is refused outright, because string functions cover what users need and attributes are
 the classic sandbox escape.
@@ -31,9 +32,12 @@ from shared.workflow.bounded_eval import (
     MAX_VALUE_SIZE,
     ExpressionError,
     bounded_round,
+    check_function,
+    check_text,
     evaluate,
     failure,
     grown,
+    parse,
     too_big,
 )
 from shared.workflow.bounded_regex import MAX_REGEX_COST, MAX_REGEX_LENGTH, compile_pattern
@@ -72,11 +76,6 @@ _LITERALS: Final[dict[str, Any]] = {"true": True, "false": False, "null": None}
 _FALSY_TEXT: Final = frozenset({"", "false", "0", "no", "off", "null", "none"})
 
 
-_SYNTAX = Message("语法错误:{detail}", "syntax error: {detail}")
-_TOO_LONG = Message(
-    "表达式过长(最多 {limit} 个字符)", "expression too long (at most {limit} chars)"
-)
-_EMPTY = Message("表达式为空", "the expression is empty")
 _NOT_ALLOWED = Message("不允许使用 {what}", "{what} is not allowed")
 _ATTRIBUTE = Message(
     "不允许访问属性 .{name}(请用 lower(x) 这样的函数)",
@@ -89,16 +88,9 @@ _UNKNOWN_NAME = Message(
 _UNDERSCORE = Message(
     "不允许使用以下划线开头的名称 {name}", "names starting with _ are refused: {name}"
 )
-_UNKNOWN_FUNCTION = Message(
-    "未知函数 {name}(可用:{available})", "unknown function {name} (available: {available})"
-)
-_KEYWORDS = Message("函数 {name} 不接受关键字参数", "function {name} takes no keyword arguments")
 _CONSTANT = Message("不支持的字面量 {value}", "unsupported literal {value}")
 _SUBJECT_TOO_LONG = Message(
     "matches 的文本过长(最多 {limit} 个字符)", "text for matches too long (at most {limit} chars)"
-)
-_TOO_DEEP = Message(
-    "表达式嵌套过深(最多 {limit} 层)", "expression nested too deeply (at most {limit})"
 )
 _REGEX_TIMEOUT = Message(
     "matches 超时(正则表达式回溯过多,最多 {limit} 秒)",
@@ -333,19 +325,7 @@ def _substitute_references(expression: str) -> tuple[str, dict[str, Reference]]:
     return "".join(out), placeholders
 
 
-def _depth(tree: ast.AST) -> int:
-    """How deeply the tree nests, counted without recursion."""
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
-
-
 def _check_tree(tree: ast.Expression, placeholders: dict[str, Reference]) -> None:
-    if _depth(tree) > MAX_DEPTH:
-        raise ExpressionError(_TOO_DEEP, limit=MAX_DEPTH)
     nodes = list(ast.walk(tree))
     # The well-known escapes first, so the message names them whatever surrounds them.
     for node in nodes:
@@ -378,10 +358,7 @@ def _check_call(node: ast.Call) -> None:
     name = node.func.id
     if name.startswith("_"):
         raise ExpressionError(_UNDERSCORE, name=name)
-    if name not in FUNCTIONS:
-        raise ExpressionError(_UNKNOWN_FUNCTION, name=name, available=", ".join(FUNCTIONS))
-    if node.keywords:
-        raise ExpressionError(_KEYWORDS, name=name)
+    check_function(name, node, FUNCTIONS)
     if any(isinstance(arg, ast.Starred) for arg in node.args):
         raise ExpressionError(_NOT_ALLOWED, what="*args")
     # A literal pattern is checked now, so a bad regex is reported when the workflow is saved.
@@ -402,15 +379,9 @@ def _check_name(name: str, placeholders: dict[str, Reference]) -> None:
 @functools.lru_cache(maxsize=1024)
 def compile_condition(expression: str) -> Condition:
     """Compile a condition; ExpressionError if it does not parse or uses a refused construct."""
-    if len(expression) > MAX_EXPRESSION_LENGTH:
-        raise ExpressionError(_TOO_LONG, limit=MAX_EXPRESSION_LENGTH)
-    if not expression.strip():
-        raise ExpressionError(_EMPTY)
+    check_text(expression, MAX_EXPRESSION_LENGTH)
     source, placeholders = _substitute_references(expression)
-    try:
-        tree = ast.parse(source.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(_SYNTAX, detail=exc.msg) from exc
+    tree = parse(source, MAX_DEPTH)
     _check_tree(tree, placeholders)
     return Condition(
         source=expression,

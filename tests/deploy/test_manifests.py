@@ -41,7 +41,7 @@ from pydantic_settings import BaseSettings
 from services.auth.settings import AuthSettings
 from services.datasources.settings import DataSourcesSettings
 from services.executor.settings import ExecutorSettings, WorkerSettings
-from services.executor.worker_http import WorkerHealth, serve_worker_http, worker_health
+from services.executor.worker.http import WorkerHealth, serve_worker_http, worker_health
 from services.gateway.settings import GatewaySettings
 from services.workflows.settings import WorkflowsSettings
 from shared.bus.client import JetStreamBus
@@ -74,7 +74,7 @@ SETTINGS_OF_MODULE: dict[str, type[BaseSettings]] = {
     "services.datasources": DataSourcesSettings,
 }
 # Variables read outside the settings classes: the OpenTelemetry SDK's own, and the LLM
-# providers' <PROVIDER>_API_KEY / <PROVIDER>_BASE_URL (services/executor/llm/providers.py).
+# providers' <PROVIDER>_API_KEY / <PROVIDER>_BASE_URL (services/executor/worker/llm/providers.py).
 FOREIGN_VARIABLE = re.compile(r"^(OTEL_[A-Z_]+|[A-Z]+_(API_KEY|BASE_URL))$")
 
 Obj = dict[str, Any]
@@ -315,7 +315,7 @@ def test_deployment_probes(overlay: str, obj: Obj | None) -> None:
         for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
             probed = probe_http(container.get(kind))
             assert probed is None or probed[0] != DIAGNOSTICS_PATH, kind
-        # The worker serves its probes beside its metrics (services/executor/worker_http.py).
+        # The worker serves its probes beside its metrics (services/executor/worker/http.py).
         name = "worker_metrics_port" if deployment["metadata"]["name"] == WORKER else "port"
         port = int(setting(overlay, container, name))
         assert container_port(container, liveness[1]) == port

@@ -81,7 +81,10 @@ def test_admin_from_the_command_line_while_the_service_runs(stack: Stack) -> Non
     assert [e.envelope["type"] for e in promoted] == ["UserRegistered", "UserRoleChanged"]
 
 
-def test_request_id_reaches_the_service_logs_and_secrets_do_not(stack: Stack) -> None:
+def test_request_id_reaches_the_service_logs_and_secrets_do_not(fresh_stack) -> None:
+    # Request lines are off by default (one line per run is what a run writes); an operator
+    # who turns them on gets the request id in every process's line, and no secret.
+    stack: Stack = fresh_stack({"AGENTFLOW_ACCESS_LOG": "true"}).start()
     request_id = f"trace-{uuid.uuid4().hex}"
     user = stack.register()
     with stack.client() as client:

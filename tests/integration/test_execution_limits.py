@@ -73,7 +73,9 @@ def test_one_user_at_their_limits_does_not_stop_another(fresh_stack) -> None:
         # Two finished runs free two places; the rate (4 a minute, the refused one not
         # counted) is what stops the fifth start.
         for _ in range(2):
-            assert start(flooder, quick).status_code == 201
+            quick_run = start(flooder, quick)
+            assert quick_run.status_code == 201
+            wait_finished(flooder, quick_run.json()["id"])  # so it is the rate that refuses
         limited = start(flooder, quick)
         assert_error(limited, 429, "EXECUTION_RATE_LIMITED")
         assert limited.headers["retry-after"] == "60"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -19,6 +20,7 @@ from tests.integration.test_executions import (
     create_workflow,
     wait_finished,
 )
+from tests.support.http_servers import QuietHandler, serving
 from tests.support.stack import Stack
 
 
@@ -93,6 +95,91 @@ def test_a_run_is_followed_live_to_its_end(fresh_stack) -> None:
         m["data"]["node_id"]: m["data"]["output"] for m in messages if m["type"] == "node_output"
     }
     assert outputs["t-1"] == "live!!"
+
+
+class _ExecutorGate(QuietHandler):
+    """Between the gateway and the executor: passes every request on, except that once
+    `closed_for` names an execution, each read of it (`GET /api/v1/executions/{id}`) is
+    answered 503, as by an executor too busy to answer."""
+
+    upstream: ClassVar[str] = ""
+    closed_for: ClassVar[str | None] = None
+    refused: ClassVar[int] = 0
+
+    def _pass_on(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        closed = type(self).closed_for
+        if self.command == "GET" and closed and self.path == f"{E}/{closed}":
+            type(self).refused += 1
+            self.reply(503, {"detail": "busy", "error_code": "BUSY", "status_code": 503})
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        answer = httpx.request(
+            self.command, self.upstream + self.path, headers=headers, content=body, timeout=30
+        )
+        self.reply(answer.status_code, answer.content, answer.headers.get("content-type", ""))
+
+    do_GET = do_POST = do_DELETE = _pass_on
+
+
+def test_a_run_is_followed_without_reading_it_after_connect(fresh_stack) -> None:
+    """The socket's statuses, node outputs and final message come from the run's events:
+    with every read of the execution refused after the socket opened, it still follows the
+    run to its end, and never asked."""
+    stack: Stack = fresh_stack()
+
+    class Gate(_ExecutorGate):
+        upstream = stack.executor.base_url
+
+    with serving(Gate) as gate:
+        stack.gateway.env = {**stack.gateway.env, "AGENTFLOW_EXECUTOR_URL": gate}
+        stack.start()
+        client, _ = stack.user_client()
+        with client:
+            wid = create_workflow(client, WAITS_FOR_A_WORKER)
+            for worker in stack.workers:
+                worker.kill9()  # hold the run at its model node while we connect
+            body = {"input_data": {"text": "no reads"}}
+            run = client.post(f"{W}/{wid}/execute", json=body).json()
+            deadline = time.monotonic() + 10
+            while client.get(f"{E}/{run['id']}/status").json()["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            with connect(socket_url(stack, run["id"], token_of(client)), open_timeout=10) as ws:
+                first = json.loads(ws.recv(timeout=10))
+                Gate.closed_for = run["id"]
+                for worker in stack.workers:
+                    worker.start()
+                messages = []
+                while True:
+                    try:
+                        messages.append(json.loads(ws.recv(timeout=30)))
+                    except Exception:  # closed by the server after its final message
+                        break
+            refused, Gate.closed_for = Gate.refused, None
+            record = wait_finished(client, run["id"])
+    assert first == {
+        "type": "status",
+        "data": {"status": "running", "progress": 12, "current_node": "ask"},
+    }
+    assert messages[-1] == {
+        "type": "completed",
+        "data": {
+            "status": "completed",
+            "output_data": {"shout": "no reads!", "lang": "en"},
+            "error": None,
+            "execution_time": record["execution_time"],
+        },
+    }
+    statuses = [m["data"] for m in messages if m["type"] == "status"]
+    assert [s["progress"] for s in statuses] == sorted(s["progress"] for s in statuses)
+    assert statuses[-1] == {"status": "completed", "progress": 100, "current_node": None}
+    outputs = {m["data"]["node_id"]: m["data"]["output"] for m in messages
+               if m["type"] == "node_output"}  # fmt: skip
+    assert outputs["ask"] == record["nodes"]["ask"]["output"]
+    assert outputs["t-1"] == "no reads!"
+    assert refused == 0
 
 
 def test_a_finished_run_sends_its_state_and_closes(stack: Stack) -> None:

@@ -38,6 +38,8 @@ MAX_SOCKETS, MAX_WORKFLOWS = 2, 3
 SETTINGS = {
     "AGENTFLOW_MAX_WEBSOCKETS_PER_USER": str(MAX_SOCKETS),
     "AGENTFLOW_MAX_WORKFLOWS_PER_USER": str(MAX_WORKFLOWS),
+    # Request and handshake lines on (off by default): the token must not reach them either.
+    "AGENTFLOW_ACCESS_LOG": "true",
 }
 WS = "/api/v1/ws/executions"
 # A run that stays `running` for as long as the tests need it: its model node waits for a

@@ -13,8 +13,7 @@ import nats
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from services.executor.orchestrator import ORCHESTRATOR_DURABLE
-from shared.bus.streams import EVENTS_STREAM, NODE_RESULTS_STREAM, node_result_subject
+from shared.bus.streams import EVENTS_STREAM, NODE_RESULTS_STREAM, results_durable
 
 
 @dataclass(frozen=True)
@@ -84,8 +83,9 @@ def wait_for_node_result(
     arrives within `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
+        # `evt.node.<partition>.<execution_id>`, whichever partition the execution is in.
         results = asyncio.run(
-            read_events(nats_url, node_result_subject(execution_id), NODE_RESULTS_STREAM)
+            read_events(nats_url, f"evt.node.*.{execution_id}", NODE_RESULTS_STREAM)
         )
         mine = [r for r in results if r.envelope.get("run_key") == run_key]
         if mine:
@@ -108,8 +108,10 @@ async def acked_through(nats_url: str, stream: str, durable: str) -> int:
 
 def handled_by_orchestrator(nats_url: str, result: StreamEvent) -> bool:
     """Whether the executor api has handled (applied or ignored, then acked) `result`, a
-    message of NODE_RESULTS."""
-    through = asyncio.run(acked_through(nats_url, NODE_RESULTS_STREAM, ORCHESTRATOR_DURABLE))
+    message of NODE_RESULTS, on the durable consumer of its partition."""
+    tokens = result.subject.split(".")  # evt.node.<partition>.<execution_id>
+    durable = results_durable(int(tokens[2]) if len(tokens) == 4 else None)
+    through = asyncio.run(acked_through(nats_url, NODE_RESULTS_STREAM, durable))
     return through >= result.seq
 
 

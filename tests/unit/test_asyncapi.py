@@ -28,8 +28,9 @@ from referencing.jsonschema import DRAFT7
 from services.executor.domain import Execution
 from services.executor.integration import to_integration_event
 from services.executor.messages import NodeRunCommand
-from services.executor.worker import Worker
+from services.executor.worker.consumer import Worker
 from services.gateway import live
+from services.gateway.execution_view import ExecutionView
 from services.gateway.openapi import asyncapi_document
 from shared.bus.envelope import EventEnvelope
 from shared.web.openapi import package_version
@@ -191,7 +192,7 @@ class _Executor:
     def __init__(self, execution: Execution) -> None:
         self.execution = execution
 
-    async def get(self, url: str, headers: dict[str, str]) -> Any:
+    async def read(self) -> Any:
         execution = self.execution
         record = {
             "status": execution.status,
@@ -201,9 +202,10 @@ class _Executor:
             "output_data": execution.output_data,
             "error": execution.error,
             "execution_time": execution.execution_time_ms,
+            "created_at": execution.created_on.isoformat(),
+            "updated_at": execution.modified_on.isoformat(),
         }
-        body = json.loads(json.dumps(record))
-        return SimpleNamespace(status_code=200, json=lambda: body)
+        return json.loads(json.dumps(record))
 
 
 def _envelopes(execution: Execution) -> list[dict[str, Any]]:
@@ -257,18 +259,19 @@ async def _what_the_gateway_sends(ending: str) -> list[dict[str, Any]]:
     execution = _new_execution()
     executor = _Executor(execution)
     socket = _Socket()
-    base, headers = "http://executor/api/v1/executions/x", {"authorization": "Bearer t"}
-    _envelopes(execution)  # the creation: never sent to viewers
+    (created,) = _envelopes(execution)  # the creation: never sent to viewers
+    view = ExecutionView.of(await executor.read())
+    view.learn_top_level(created["data"])
     _run(execution, ending)
     events = _envelopes(execution)
     # As NATS delivers them: one at a time (each followed by a status), then all at once.
     for envelope in events[:5]:
-        await live._pass_on(socket, [envelope], executor, base, headers)  # type: ignore[arg-type]
-    await live._pass_on(socket, events[5:], executor, base, headers)  # type: ignore[arg-type]
+        await live._pass_on(socket, [envelope], view, executor)  # type: ignore[arg-type]
+    await live._pass_on(socket, events[5:], view, executor)  # type: ignore[arg-type]
     # On connect: the status, and for an ended run the final message.
-    record = (await executor.get(base, headers)).json()
-    await socket.send_json({"type": "status", "data": live._status(record)})
-    await socket.send_json(live._final_message(record))
+    connected = ExecutionView.of(await executor.read())
+    await socket.send_json({"type": "status", "data": connected.status_data()})
+    await socket.send_json(connected.final_message())
     return socket.sent
 
 
@@ -289,7 +292,11 @@ async def _what_the_worker_streams() -> list[dict[str, Any]]:
         await emit(text)
     socket = _Socket()
     envelopes = [json.loads(payload) for payload in published]
-    assert await live._pass_on(socket, envelopes, None, "", {}) is False  # type: ignore[arg-type]
+    view = ExecutionView.of(
+        {"status": "running", "progress": 0, "current_node": "llm-1", "error": None,
+         "output_data": None}
+    )  # fmt: skip
+    assert await live._pass_on(socket, envelopes, view, None) is False  # type: ignore[arg-type]
     return socket.sent
 
 
@@ -331,7 +338,7 @@ def test_every_message_type_in_the_socket_code_is_documented(document: dict[str,
         *live._FINAL.values(),
         *live.LIVE_ONLY,
     }
-    for module in ("services/gateway/live.py", "services/executor/worker.py"):
+    for module in ("services/gateway/live.py", "services/executor/worker/consumer.py"):
         tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Dict):

@@ -1,5 +1,6 @@
 """Tokens never reach a log line: uvicorn's own WebSocket handshake lines (accepted and
-refused) carry the query string, `?token=…` included, unless shared.logging redacts it."""
+refused) carry the query string, `?token=…` included, unless shared.logging redacts it. Those
+lines are the sockets' access log: written only with AGENTFLOW_ACCESS_LOG=true."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from starlette.websockets import WebSocket
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from shared.logging import install_redaction, redact
+from shared.logging import install_redaction, redact, set_access_log
 from tests.support.processes import free_port
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
@@ -59,7 +60,9 @@ def server() -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def test_uvicorn_handshake_lines_carry_no_token(server: str) -> None:
+@pytest.fixture
+def uvicorn_lines() -> Iterator[Captured]:
+    """uvicorn's own lines, at INFO, whichever handler prints them."""
     install_redaction()
     captured = Captured()
     uvicorn_log = logging.getLogger("uvicorn.error")
@@ -67,21 +70,40 @@ def test_uvicorn_handshake_lines_carry_no_token(server: str) -> None:
     level = uvicorn_log.level
     uvicorn_log.setLevel(logging.INFO)
     try:
-        with connect(f"{server}/ws/accepted?token={TOKEN}", open_timeout=5) as socket:
-            assert socket.recv(timeout=5) == "hi"
-        with pytest.raises(InvalidStatus), connect(f"{server}/ws/refused?token={TOKEN}"):
-            pass
-        deadline = time.monotonic() + 5
-        while len([line for line in captured.lines if "WebSocket" in line]) < 2:
-            assert time.monotonic() < deadline, captured.lines
-            time.sleep(0.02)
+        yield captured
     finally:
         uvicorn_log.removeHandler(captured)
         uvicorn_log.setLevel(level)
-    handshakes = [line for line in captured.lines if "WebSocket" in line]
+        set_access_log(False)  # the default
+
+
+def open_sockets(server: str) -> None:
+    with connect(f"{server}/ws/accepted?token={TOKEN}", open_timeout=5) as socket:
+        assert socket.recv(timeout=5) == "hi"
+    with pytest.raises(InvalidStatus), connect(f"{server}/ws/refused?token={TOKEN}"):
+        pass
+
+
+def test_uvicorn_handshake_lines_carry_no_token(server: str, uvicorn_lines: Captured) -> None:
+    set_access_log(True)
+    open_sockets(server)
+    deadline = time.monotonic() + 5
+    while len([line for line in uvicorn_lines.lines if "WebSocket" in line]) < 2:
+        assert time.monotonic() < deadline, uvicorn_lines.lines
+        time.sleep(0.02)
+    handshakes = [line for line in uvicorn_lines.lines if "WebSocket" in line]
     assert any("/ws/accepted?[redacted]" in line for line in handshakes), handshakes
     assert any("/ws/refused?[redacted]" in line for line in handshakes), handshakes
-    assert not [line for line in captured.lines if TOKEN in line or "token=" in line]
+    assert not [line for line in uvicorn_lines.lines if TOKEN in line or "token=" in line]
+
+
+def test_sockets_leave_no_line_without_the_access_log(server: str, uvicorn_lines: Captured) -> None:
+    set_access_log(False)
+    open_sockets(server)
+    time.sleep(0.3)  # the server logs the close after the client saw it
+    assert uvicorn_lines.lines == []
+    logging.getLogger("uvicorn.error").warning("an error is still written")
+    assert uvicorn_lines.lines == ["an error is still written"]
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from pydantic import TypeAdapter
 
 from services.datasources.configs import ApiConfig
 from services.datasources.connectors import ConnectorSettings, build_connector
-from services.executor.tools import ToolContext, call_tool
+from services.executor.worker.tools import ToolContext, call_tool
 from shared.net.outbound import (
     IPAddress,
     OutboundFailed,

@@ -116,3 +116,45 @@ async def test_a_large_backlog_keeps_store_order_across_batches(
     events = await read_events(nats_server.url, "events.user.*.UserRegistered")
     published = [e.envelope["aggregate_id"] for e in events if e.envelope["aggregate_id"] in ours]
     assert published == [str(user.id) for user in users]
+
+
+async def test_flushed_waits_until_what_this_process_saved_is_on_the_bus(
+    auth_app: AuthApplication, bus: JetStreamBus, nats_server: NatsServer
+) -> None:
+    relay = relay_for(auth_app, bus, poll_interval_s=3600)
+    relay.start()
+    try:
+        user = await asyncio.to_thread(auth_app.register, "uma", "uma@example.com", PASSWORD)
+        assert await relay.flushed(timeout_s=10)
+        # No waiting here: the event is on the bus once `flushed` says so.
+        events = await read_events(nats_server.url, f"events.user.{user.id}.>")
+        assert [e.envelope["type"] for e in events] == ["UserRegistered"]
+    finally:
+        await relay.stop()
+
+
+async def test_flushed_gives_up_after_its_timeout_while_nats_is_unreachable(
+    auth_app: AuthApplication, auth_settings: AuthSettings
+) -> None:
+    dead = JetStreamBus(
+        auth_settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{free_port()}"}), name="x"
+    )
+    relay = relay_for(auth_app, dead, poll_interval_s=3600)
+    relay.start()
+    try:
+        await asyncio.to_thread(auth_app.register, "vera", "vera@example.com", PASSWORD)
+        assert not await relay.flushed(timeout_s=0.5)
+        assert await relay.position() == 0  # stored, and still to be published
+    finally:
+        await relay.stop()
+
+
+async def test_a_restarted_relay_with_nothing_new_saves_nothing_twice(
+    auth_app: AuthApplication, bus: JetStreamBus
+) -> None:
+    await asyncio.to_thread(auth_app.register, "wren", "wren@example.com", PASSWORD)
+    await relay_for(auth_app, bus).relay_pending()
+    restarted = relay_for(auth_app, bus)
+    assert await restarted.relay_pending() == 0  # the saved position is not recorded again
+    await restarted.stop()
+    assert await restarted.position() == 3

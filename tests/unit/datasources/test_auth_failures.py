@@ -23,7 +23,7 @@ from services.datasources.api import (
 from services.datasources.configs import PostgresConfig
 from services.datasources.connectors import ConnectorError, ConnectorSettings, build_connector
 from services.datasources.connectors.base import AUTH_FAILED, UNREACHABLE
-from services.executor.datasources_client import DataSourceQueryError, DataSourcesClient
+from services.executor.worker.datasources_client import DataSourceQueryError, DataSourcesClient
 from shared.i18n import Message
 from shared.net.outbound import OutboundPolicy
 from shared.security.grants import QueryGrants

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from pydantic import TypeAdapter
 
-from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_schema
-from services.executor.tools.registry import tool_deadline_s
+from services.executor.worker.tools import ToolContext, ToolOutcome, call_tool, tool_schema
+from services.executor.worker.tools.registry import tool_deadline_s
 from shared.net.outbound import OutboundPolicy
 from shared.workflow.tools import Tool
 from tests.support.http_servers import QuietHandler, serving
@@ -199,7 +199,7 @@ async def test_the_calculator_refuses(expression: str, message: str, ctx: ToolCo
 
 _ROUND_ATTACK = """
 import asyncio, json, httpx
-from services.executor.tools import ToolContext, call_tool
+from services.executor.worker.tools import ToolContext, call_tool
 from shared.net.outbound import OutboundPolicy
 from shared.workflow.tools import CalculatorTool
 

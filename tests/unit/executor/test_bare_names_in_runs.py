@@ -10,7 +10,7 @@ import pytest
 
 from services.executor.local_engine import run_builtin_command, run_locally
 from services.executor.messages import NodeRunCommand, NodeRunResult
-from services.executor.runners.builtin import NodeResult
+from services.executor.node_run import NodeResult
 from shared.workflow.templates import render
 from tests.unit.executor.test_loops import edge, node
 from tests.unit.workflow.builders import SEED_EXAMPLE

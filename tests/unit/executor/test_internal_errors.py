@@ -21,7 +21,7 @@ def broken_runner(*_: Any, **__: Any) -> Any:
 def test_an_unexpected_exception_names_an_incident_not_the_exception(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, language: Any
 ) -> None:
-    monkeypatch.setattr(inline, "run_builtin", broken_runner)
+    monkeypatch.setattr(inline, "run_control", broken_runner)
     context = RuntimeContext(input_data={}, node_types={"t": "transform"}, records={})
     with caplog.at_level(logging.ERROR, logger="agentflow.executor.inline"):
         result, outcome = inline.run_inline(

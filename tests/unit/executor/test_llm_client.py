@@ -11,8 +11,8 @@ from typing import Any, get_args
 import httpx
 import pytest
 
-from services.executor.llm.client import ChatClient, ChatResponse, LLMError, ToolCall
-from services.executor.llm.providers import (
+from services.executor.worker.llm.client import ChatClient, ChatResponse, LLMError, ToolCall
+from services.executor.worker.llm.providers import (
     ProviderEndpoint,
     ProviderNotConfigured,
     resolve_endpoint,

@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from services.executor.llm.client import ChatClient, LLMError, ResponseLimits
-from services.executor.llm.providers import ProviderEndpoint
-from services.executor.runners.builtin import NodeRunError
-from services.executor.runners.context import NodeServices
-from services.executor.runners.llm import run_llm
+from services.executor.node_run import NodeRunError
+from services.executor.worker.llm.client import ChatClient, LLMError, ResponseLimits
+from services.executor.worker.llm.providers import ProviderEndpoint
+from services.executor.worker.runners.context import NodeServices
+from services.executor.worker.runners.llm import run_llm
 from shared.net.outbound import IPAddress, OutboundPolicy
 from shared.workflow.nodes import LLMData
 from shared.workflow.references import RuntimeContext

@@ -9,12 +9,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from services.executor.llm.client import ChatClient, LLMError
-from services.executor.llm.providers import ProviderEndpoint
-from services.executor.runners.builtin import NodeRunError
-from services.executor.runners.llm import json_answer
-from services.executor.tools import ToolContext, call_tool
-from services.executor.tools.calculator import calculate
+from services.executor.node_run import NodeRunError
+from services.executor.worker.llm.client import ChatClient, LLMError
+from services.executor.worker.llm.providers import ProviderEndpoint
+from services.executor.worker.runners.llm import json_answer
+from services.executor.worker.tools import ToolContext, call_tool
+from services.executor.worker.tools.calculator import calculate
 from shared.net.outbound import OutboundPolicy
 from shared.workflow.bounded_eval import ExpressionError
 from shared.workflow.tools import CalculatorTool

@@ -11,7 +11,7 @@ from services.executor.domain import Execution
 from services.executor.local_engine import run_builtin_command
 from services.executor.progression import Progression, apply_result
 from services.executor.settings import ExecutorSettings
-from services.executor.worker import capped
+from services.executor.worker.runners.agent import capped
 from shared.workflow.graph import GraphIndex
 from shared.workflow.model import WorkflowGraph
 from shared.workflow.nodes import AgentData

@@ -9,9 +9,9 @@ from typing import Any
 
 from services.executor.domain import Execution
 from services.executor.messages import NodeRunCommand, NodeRunResult
+from services.executor.node_run import NodeResult
 from services.executor.progression import Progression, apply_result
-from services.executor.runners.builtin import NodeResult
-from services.executor.runners.llm import within_budget
+from services.executor.worker.runners.llm import within_budget
 from shared.workflow.graph import GraphIndex
 from shared.workflow.model import WorkflowGraph
 from shared.workflow.nodes import AgentData, LLMData

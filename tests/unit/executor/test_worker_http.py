@@ -13,7 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.executor.settings import WorkerSettings
-from services.executor.worker_http import WorkerHealth, serve_worker_http
+from services.executor.worker.http import WorkerHealth, serve_worker_http
 from shared.bus.client import JetStreamBus
 from shared.web.health import DependencyMonitor
 from tests.support.processes import NatsServer, free_port

@@ -2,6 +2,6 @@
 data_source_query. `tool_schema` turns one into an OpenAI function definition; `call_tool` runs
 the model's call and always answers with a `ToolOutcome` the model can read."""
 
-from services.executor.tools.registry import ToolContext, ToolOutcome, call_tool, tool_schema
+from services.executor.worker.tools.registry import ToolContext, ToolOutcome, call_tool, tool_schema
 
 __all__ = ["ToolContext", "ToolOutcome", "call_tool", "tool_schema"]

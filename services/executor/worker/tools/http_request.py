@@ -17,7 +17,7 @@ from shared.net.outbound import OutboundRefused, guarded_request
 from shared.workflow.tools import HttpRequestTool
 
 if TYPE_CHECKING:
-    from services.executor.tools.registry import ToolContext
+    from services.executor.worker.tools.registry import ToolContext
 
 
 class HttpRequestArguments(BaseModel):

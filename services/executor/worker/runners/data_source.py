@@ -4,9 +4,11 @@ parameters (rendered templates), so nothing a user types can change the statemen
 
 from __future__ import annotations
 
-from services.executor.datasources_client import DataSourceQueryError
-from services.executor.runners.builtin import NodeResult, NodeRunError
-from services.executor.runners.context import NodeServices
+from pydantic import BaseModel
+
+from services.executor.node_run import NodeResult, NodeRunError
+from services.executor.worker.datasources_client import DataSourceQueryError
+from services.executor.worker.runners.context import NodeAttempt, NodeServices
 from shared.i18n import Message
 from shared.workflow.nodes import TransformData
 from shared.workflow.references import RuntimeContext
@@ -16,6 +18,12 @@ _NO_SERVICE = Message(
     "执行器没有配置数据源服务(AGENTFLOW_DATASOURCES_URL)",
     "the executor has no data sources service configured (AGENTFLOW_DATASOURCES_URL)",
 )
+
+
+async def data_source_node(config: BaseModel, attempt: NodeAttempt) -> NodeResult:
+    """A transform node in `data_source` mode, as services/executor/node_kinds.py runs it."""
+    assert isinstance(config, TransformData)
+    return await run_data_source_query(config, attempt.context, attempt.services, attempt.owner_id)
 
 
 async def run_data_source_query(

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.executor.datasources_client import DataSourceQueryError
+from services.executor.worker.datasources_client import DataSourceQueryError
 from shared.i18n import LocalizedError, Message
 from shared.workflow.tools import DataSourceQueryTool
 
 if TYPE_CHECKING:
-    from services.executor.tools.registry import ToolContext
+    from services.executor.worker.tools.registry import ToolContext
 
 
 class DataSourceQueryArguments(BaseModel):

@@ -12,12 +12,13 @@ import time
 from typing import Any, TypeVar
 
 from opentelemetry.trace import SpanKind, StatusCode
+from pydantic import BaseModel
 
-from services.executor.llm.client import ChatResponse, LLMError
-from services.executor.llm.providers import ProviderEndpoint, resolve_endpoint
 from services.executor.metrics import LLM_CALLS, LLM_SECONDS, LLM_TOKENS, bounded
-from services.executor.runners.builtin import NodeResult, NodeRunError
-from services.executor.runners.context import ChunkSink, NodeServices
+from services.executor.node_run import NodeResult, NodeRunError
+from services.executor.worker.llm.client import ChatResponse, LLMError
+from services.executor.worker.llm.providers import ProviderEndpoint, resolve_endpoint
+from services.executor.worker.runners.context import ChunkSink, NodeAttempt, NodeServices
 from shared.i18n import Message
 from shared.net.outbound import OutboundRefused, check_url
 from shared.tracing import tracer
@@ -102,6 +103,13 @@ def within_budget(config: M, token_budget: int | None) -> M:
 def usage_log(config: ModelNodeData, response: ChatResponse) -> tuple[str, str]:
     tokens = response.usage.get("total_tokens", 0)
     return ("info", f"LLM {config.provider}/{response.model}: {tokens} tokens")
+
+
+async def llm_node(config: BaseModel, attempt: NodeAttempt) -> NodeResult:
+    """The llm node as services/executor/node_kinds.py runs it: within the run's token budget."""
+    assert isinstance(config, LLMData)
+    config = within_budget(config, attempt.token_budget)
+    return await run_llm(config, attempt.context, attempt.services, attempt.emit)
 
 
 async def run_llm(

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.executor.llm.client import LLMError
+from pydantic import BaseModel
+
 from services.executor.messages import AGENT_OVER_BUDGET
-from services.executor.runners.builtin import NodeResult, NodeRunError
-from services.executor.runners.context import ChunkSink, NodeServices
-from services.executor.runners.llm import (
+from services.executor.node_run import NodeResult, NodeRunError
+from services.executor.worker.llm.client import LLMError
+from services.executor.worker.runners.context import ChunkSink, NodeAttempt, NodeServices
+from services.executor.worker.runners.llm import (
     as_node_error,
     call_model,
     endpoint_for,
@@ -23,7 +25,7 @@ from services.executor.runners.llm import (
     usage_log,
     within_budget,
 )
-from services.executor.tools import ToolContext, ToolOutcome, call_tool, tool_schema
+from services.executor.worker.tools import ToolContext, ToolOutcome, call_tool, tool_schema
 from shared.i18n import Language, Message
 from shared.text import shortened
 from shared.workflow.nodes import AgentData
@@ -56,6 +58,29 @@ def _rendered(tool: Tool, context: RuntimeContext) -> Tool:
 
 def _clip(text: str) -> str:
     return shortened(text, _LOGGED_CHARS)
+
+
+def capped(config: AgentData, max_iterations: int | None) -> AgentData:
+    """The agent's config within the platform's cap on model turns."""
+    if max_iterations is None or config.max_iterations <= max_iterations:
+        return config
+    return config.model_copy(update={"max_iterations": max_iterations})
+
+
+async def agent_node(config: BaseModel, attempt: NodeAttempt) -> NodeResult:
+    """The agent node as services/executor/node_kinds.py runs it: within the platform's cap
+    on model turns and the run's token budget."""
+    assert isinstance(config, AgentData)
+    config = within_budget(capped(config, attempt.max_agent_iterations), attempt.token_budget)
+    return await run_agent(
+        config,
+        attempt.context,
+        attempt.services,
+        attempt.emit,
+        attempt.language,
+        attempt.owner_id,
+        token_budget=attempt.token_budget,
+    )
 
 
 async def run_agent(

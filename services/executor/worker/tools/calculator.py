@@ -1,11 +1,13 @@
 """The calculator tool: arithmetic on an expression the model writes, without eval.
 
-The expression is parsed and its syntax tree checked against this tool's whitelist (numbers,
-+ - * / // % **, unary signs, a few math functions, pi and e; no names, attributes, strings
-or other calls), then evaluated by the one bounded evaluator that condition expressions use
-too (shared/workflow/bounded_eval.py): its arithmetic bounds exponents, the bits of every
+The calculator is a second whitelist on the one bounded evaluator that condition expressions
+use (shared/workflow/bounded_eval.py). The evaluator parses the expression within this tool's
+bounds on length and nesting; this module checks the syntax tree against what the calculator
+allows (numbers, + - * / // % **, unary signs, a few math functions, pi and e; no names,
+attributes, strings or other calls) and words refusals in its terms; the evaluator then
+computes it with the arithmetic conditions use, which bounds exponents, the bits of every
 integer a product or power would make, and `round`'s digits, so every step is small and no
-input can stall the worker. The expression's length and nesting are bounded here.
+input can stall the worker.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from shared.workflow.bounded_eval import (
     MAX_INT_BITS,
     ExpressionError,
     bounded_round,
+    check_function,
+    check_text,
     evaluate,
     failure,
+    parse,
     too_big,
 )
 
@@ -58,14 +63,6 @@ class CalculatorArguments(BaseModel):
     expression: str
 
 
-_EMPTY = Message("表达式为空", "the expression is empty")
-_TOO_LONG = Message(
-    "表达式过长(最多 {limit} 个字符)", "expression too long (at most {limit} chars)"
-)
-_TOO_DEEP = Message(
-    "表达式嵌套过深(最多 {limit} 层)", "expression nested too deeply (at most {limit} levels)"
-)
-_SYNTAX = Message("语法错误:{detail}", "syntax error: {detail}")
 _NOT_ALLOWED = Message(
     "计算器不支持 {what}(只支持数字、+ - * / // % **、括号和 {functions})",
     "{what} is not supported by the calculator (only numbers, + - * / // % **, "
@@ -81,10 +78,6 @@ _TEXT = Message(
 _UNKNOWN_NAME = Message(
     "未知名称 {name}(可用常量:pi、e)", "unknown name {name} (available constants: pi, e)"
 )
-_UNKNOWN_FUNCTION = Message(
-    "未知函数 {name}(可用:{available})", "unknown function {name} (available: {available})"
-)
-_KEYWORDS = Message("函数 {name} 不接受关键字参数", "function {name} takes no keyword arguments")
 _NOT_FINITE = Message("结果不是有限数({value})", "the result is not a finite number ({value})")
 _NOT_A_NUMBER = Message("结果不是实数", "the result is not a real number")
 
@@ -134,17 +127,7 @@ def _refuse(node: ast.AST) -> ExpressionError:
     return ExpressionError(_NOT_ALLOWED, what=what, functions=", ".join(FUNCTIONS))
 
 
-def _check_depth(tree: ast.AST) -> None:
-    stack = [(tree, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ExpressionError(_TOO_DEEP, limit=MAX_DEPTH)
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-
-
 def _check_tree(tree: ast.Expression) -> None:
-    _check_depth(tree)
     nodes = list(ast.walk(tree))
     called = {id(node.func) for node in nodes if isinstance(node, ast.Call)}
     for node in nodes:
@@ -157,12 +140,7 @@ def _check_tree(tree: ast.Expression) -> None:
                 raise ExpressionError(
                     _NOT_ALLOWED, what="calling an expression", functions=", ".join(FUNCTIONS)
                 )
-            if node.func.id not in FUNCTIONS:
-                raise ExpressionError(
-                    _UNKNOWN_FUNCTION, name=node.func.id, available=", ".join(FUNCTIONS)
-                )
-            if node.keywords:
-                raise ExpressionError(_KEYWORDS, name=node.func.id)
+            check_function(node.func.id, node, FUNCTIONS)
         elif isinstance(node, ast.Name) and id(node) not in called and node.id not in CONSTANTS:
             raise ExpressionError(_UNKNOWN_NAME, name=node.id)
         elif isinstance(node, ast.Constant) and (
@@ -171,25 +149,12 @@ def _check_tree(tree: ast.Expression) -> None:
             raise ExpressionError(_TEXT, value=repr(node.value)[:50])
 
 
-def _parse(expression: str) -> ast.Expression:
-    if len(expression) > MAX_EXPRESSION_LENGTH:
-        raise ExpressionError(_TOO_LONG, limit=MAX_EXPRESSION_LENGTH)
-    if not expression.strip():
-        raise ExpressionError(_EMPTY)
-    try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(_SYNTAX, detail=exc.msg) from exc
-    except (RecursionError, MemoryError) as exc:
-        raise ExpressionError(_TOO_DEEP, limit=MAX_DEPTH) from exc
-    _check_tree(tree)
-    return tree
-
-
 def calculate(expression: str) -> int | float:
     """The value of `expression`; ExpressionError (bilingual) for anything refused or failing.
     CPU-bound but bounded (every step is small): callers on an event loop run it in a thread."""
-    tree = _parse(expression)
+    check_text(expression, MAX_EXPRESSION_LENGTH)
+    tree = parse(expression, MAX_DEPTH)
+    _check_tree(tree)
     try:
         result = evaluate(
             tree, expression, operators=_OPERATORS, functions=FUNCTIONS, names=CONSTANTS

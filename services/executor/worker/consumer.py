@@ -5,7 +5,8 @@ the result carries the same message id, so the orchestrator applies it once. Whi
 runs, the worker tells JetStream it is still working (`in_progress`) so a long LLM call is
 not handed to a second worker. A command delivered `node_max_deliveries` times without a
 result (every worker that took it died) fails its node instead of circling forever.
-`python -m services.executor.worker` runs one; scale by running more.
+services/executor/worker/main.py wires one up (`python -m services.executor.worker`); scale by
+running more.
 """
 
 from __future__ import annotations
@@ -14,18 +15,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Sequence
 
-import httpx
 from nats.aio.msg import Msg
 from opentelemetry.trace import SpanKind, StatusCode
-from pydantic import ValidationError as PydanticValidationError
 
-from services.executor.datasources_client import DataSourcesClient
-from services.executor.llm.client import ChatClient, ResponseLimits
 from services.executor.messages import (
     NODE_INTERNAL_ERROR,
     NOT_SUPPORTED_YET,
@@ -34,33 +29,21 @@ from services.executor.messages import (
     new_incident_id,
 )
 from services.executor.metrics import NODE_RUN_SECONDS, NODE_RUNS
-from services.executor.runners.agent import run_agent
-from services.executor.runners.builtin import (
-    BAD_CONFIG,
-    BUILTIN_RUNNERS,
-    NodeResult,
-    NodeRunError,
-    run_builtin,
-)
-from services.executor.runners.context import ChunkSink, NodeServices
-from services.executor.runners.data_source import run_data_source_query
-from services.executor.runners.llm import run_llm, within_budget
-from services.executor.settings import ExecutorSettings, WorkerSettings
-from services.executor.worker_http import serve_worker_http, worker_health
+from services.executor.node_kinds import NodeKind, configured
+from services.executor.node_run import NodeResult, NodeRunError
+from services.executor.settings import ExecutorSettings
+from services.executor.worker.runners.context import ChunkSink, NodeAttempt, NodeServices
 from shared.bus.client import BusUnavailable, JetStreamBus, OutgoingMessage
 from shared.bus.consumer import PullConsumer
 from shared.bus.streams import (
     NODE_RUN_SUBJECT,
     NODE_RUNS_STREAM,
     NODE_WORKERS_DURABLE,
-    node_result_subject,
+    result_subject,
 )
 from shared.i18n import Language, LocalizedError, Message
-from shared.logging import configure_logging
-from shared.security.grants import QueryGrants
-from shared.settings_loading import load_settings
 from shared.tracing import context_from, tracer
-from shared.workflow.nodes import AgentData, LLMData, TransformData, parse_node_data
+from shared.workflow.nodes import NodeData
 
 log = logging.getLogger("agentflow.worker")
 _tracer = tracer("agentflow.worker")
@@ -76,20 +59,6 @@ _TIMED_OUT = Message("{seconds} 秒后超时", "timed out after {seconds}s")
 def live_subject(execution_id: str) -> str:
     """Core NATS (not stored): text chunks for the execution's WebSocket viewers."""
     return f"live.execution.{execution_id}"
-
-
-def capped(config: AgentData, max_iterations: int) -> AgentData:
-    """The agent's config within the platform's cap on model turns."""
-    if config.max_iterations <= max_iterations:
-        return config
-    return config.model_copy(update={"max_iterations": max_iterations})
-
-
-def node_timeout(command: NodeRunCommand) -> float:
-    try:
-        return float(getattr(parse_node_data(command.node_type, command.data), "timeout", 30.0))
-    except Exception:
-        return 30.0
 
 
 class Worker:
@@ -149,7 +118,8 @@ class Worker:
         heartbeats) and sent once NATS is back: dropping it would run the node, an LLM call
         perhaps, a second time after the redelivery."""
         outgoing = OutgoingMessage(
-            subject=node_result_subject(result.execution_id),
+            # The partition the orchestrator named (ADR 0009), or the subject of old.
+            subject=result_subject(result.execution_id, message.headers),
             payload=result.model_dump_json().encode(),
             msg_id=result.msg_id,
         )
@@ -183,9 +153,10 @@ class Worker:
         outcome (ok, failed, retryable, timeout) labels the node-run metrics."""
         started = time.perf_counter()
         language = self._language(command)
-        timeout = node_timeout(command)
         try:
-            result = await asyncio.wait_for(self._execute(command, language), timeout)
+            kind, config = configured(command.node_type, command.data)
+            timeout = config.timeout
+            result = await asyncio.wait_for(self._execute(kind, config, command, language), timeout)
         except TimeoutError:
             text = _TIMED_OUT.render(language, seconds=f"{timeout:g}")
             return self._failure(command, text, _ms(started), retryable=True), "timeout"
@@ -211,34 +182,26 @@ class Worker:
         )
         return success, "ok"
 
-    async def _execute(self, command: NodeRunCommand, language: Language) -> NodeResult:
+    async def _execute(
+        self, kind: NodeKind, config: NodeData, command: NodeRunCommand, language: Language
+    ) -> NodeResult:
         context = command.context()
-        if command.node_type in BUILTIN_RUNNERS and command.data.get("mode") != "data_source":
+        control = kind.control_runner(command.data)
+        if control is not None:  # a control node, sent here because inline runs are off
             # In a thread: a slow regex or a huge template must not stall other nodes.
-            return await asyncio.to_thread(run_builtin, command.node_type, command.data, context)
-        try:
-            config = parse_node_data(command.node_type, command.data)
-        except PydanticValidationError as exc:
-            raise NodeRunError(BAD_CONFIG, detail=str(exc.errors()[0]["msg"])) from exc
-        if isinstance(config, TransformData):  # the data_source mode: the rest are built in
-            return await run_data_source_query(config, context, self._services, command.owner_id)
-        emit = self._chunk_sink(command)
-        if isinstance(config, LLMData):
-            config = within_budget(config, command.token_budget)
-            return await run_llm(config, context, self._services, emit)
-        if isinstance(config, AgentData):
-            config = capped(config, self._settings.max_agent_iterations)
-            config = within_budget(config, command.token_budget)
-            return await run_agent(
-                config,
-                context,
-                self._services,
-                emit,
-                language,
-                command.owner_id,
-                token_budget=command.token_budget,
-            )
-        raise NodeRunError(NOT_SUPPORTED_YET, type=command.node_type)
+            return await asyncio.to_thread(control, config, context)
+        if kind.worker is None:
+            raise NodeRunError(NOT_SUPPORTED_YET, type=command.node_type)
+        attempt = NodeAttempt(
+            context,
+            self._services,
+            self._chunk_sink(command),
+            language,
+            command.owner_id,
+            command.token_budget,
+            self._settings.max_agent_iterations,
+        )
+        return await kind.worker(config, attempt)
 
     def _chunk_sink(self, command: NodeRunCommand) -> ChunkSink:
         subject = live_subject(command.execution_id)
@@ -288,55 +251,3 @@ class Worker:
 
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
-
-
-async def main() -> None:
-    settings = load_settings(WorkerSettings, "agentflow-worker")
-    configure_logging(settings, service="worker")
-    bus = JetStreamBus(settings, name="agentflow-worker")
-    async with httpx.AsyncClient(follow_redirects=False) as http:
-        chat = ChatClient(
-            http,
-            max_retries=settings.llm_max_retries,
-            backoff_s=settings.llm_backoff_s,
-            max_backoff_s=settings.llm_max_backoff_s,
-            limits=ResponseLimits(
-                max_bytes=settings.llm_max_response_bytes,
-                max_text_chars=settings.llm_max_text_chars,
-                max_tool_argument_chars=settings.llm_max_tool_argument_chars,
-                max_tool_calls=settings.llm_max_tool_calls,
-            ),
-        )
-        services = NodeServices(
-            http=http,
-            chat=chat,
-            outbound=settings.outbound_policy(),
-            environ=dict(os.environ),
-            data_sources=DataSourcesClient(http, settings.datasources_url, QueryGrants(settings)),
-        )
-        health = worker_health(bus)
-        if settings.worker_metrics_port:
-            serve_worker_http(settings.worker_metrics_host, settings.worker_metrics_port, health)
-        worker = Worker(bus, settings, services)
-        worker.consumer.start()
-        bus.start()
-        health.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("worker started; waiting for node runs")
-        await stop.wait()
-        # Graceful: take nothing new; finish what is in hand within the grace period, then
-        # hand the rest back so another worker runs it now (not after the ack wait).
-        log.info(
-            "stopping: finishing nodes in hand for up to %gs", settings.worker_shutdown_grace_s
-        )
-        health.serving = False
-        await worker.consumer.stop(grace_s=settings.worker_shutdown_grace_s)
-        await health.stop()
-        await bus.close()
-
-
-if __name__ == "__main__":
-    asyncio.run(main())

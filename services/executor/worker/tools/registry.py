@@ -19,8 +19,8 @@ from typing import Any, Final
 import httpx
 from pydantic import ValidationError
 
-from services.executor.datasources_client import DataSourcesClient
-from services.executor.tools import calculator, data_source, http_request
+from services.executor.worker.datasources_client import DataSourcesClient
+from services.executor.worker.tools import calculator, data_source, http_request
 from shared.i18n import Language, Message
 from shared.net.outbound import OutboundError, OutboundPolicy
 from shared.workflow.expressions import ExpressionError

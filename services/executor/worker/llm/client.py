@@ -49,7 +49,7 @@ from shared.net.pinning import send_pinned
 from shared.text import shortened
 
 if TYPE_CHECKING:
-    from services.executor.llm.providers import ProviderEndpoint
+    from services.executor.worker.llm.providers import ProviderEndpoint
 
 log = logging.getLogger("agentflow.executor.llm")
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from services.executor.llm.client import LLMError
+from services.executor.worker.llm.client import LLMError
 from shared.i18n import Message
 from shared.net.outbound import OutboundPolicy
 

@@ -1,1 +1,0 @@
-"""Node runners: what a worker does for each node type."""
