@@ -23,7 +23,6 @@ from services.gateway.paths import check_path
 from services.gateway.proxy import UpstreamClient
 from services.gateway.settings import GatewaySettings
 from services.gateway.socket_quota import SocketQuota
-from services.gateway.tokens import SeenTokens
 from shared.bus.client import JetStreamBus
 from shared.errors import NotFound, Unauthorized
 from shared.logging import configure_logging
@@ -50,7 +49,7 @@ def create_app(
     settings = settings or GatewaySettings()
     configure_logging(settings, service="gateway")
     upstreams = UpstreamClient(settings, transport=transport)
-    tokens = SeenTokens(settings)
+    tokens = TokenService(settings)
     bus = JetStreamBus(settings, name="agentflow-gateway")  # for live updates over WebSocket
     follow_revocations(bus, tokens)  # logouts and role changes, as every service
     sockets = SocketQuota(settings.max_websockets_per_user)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -143,3 +144,52 @@ def test_unreadable_bus_messages_are_skipped(payload: bytes) -> None:
     revocations.apply("events.token.x.TokenRevoked", payload)
     revocations.apply("events.user.x.UserRoleChanged", payload)
     assert len(revocations) == 0
+
+
+# -- a verified token's claims are kept until it expires -----------------------------------
+
+
+def test_a_token_seen_before_is_taken_without_its_signature_checked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = service()
+    user_id = uuid.uuid4()
+    token = tokens.issue(user_id, "user")
+    assert tokens.verify(token).user_id == user_id
+
+    def checked_again(*_: object, **__: object) -> None:
+        raise AssertionError("the signature was checked a second time")
+
+    monkeypatch.setattr(jwt, "decode", checked_again)
+    assert tokens.verify(token).user_id == user_id
+
+
+def test_a_seen_token_expires_as_any_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = service()
+    token = tokens.issue(uuid.uuid4(), "user", ttl=timedelta(seconds=60))
+    tokens.verify(token)
+    later = time.time() + 66  # past `exp` and its 5 s of leeway
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(InvalidToken):
+        tokens.verify(token)
+
+
+def test_a_seen_token_logged_out_or_demoted_counts_at_once() -> None:
+    tokens = service()
+    user_id = uuid.uuid4()
+    token = tokens.issue(user_id, "admin")
+    principal = tokens.verify(token)
+    assert principal.is_admin
+    tokens.revocations.role_changed(str(user_id), "user")
+    assert not tokens.verify(token).is_admin
+    tokens.revocations.revoke(principal.token_id, principal.expires_at)
+    with pytest.raises(InvalidToken):
+        tokens.verify(token)
+
+
+def test_forged_tokens_are_refused_every_time() -> None:
+    tokens = service()
+    forged = tokens.issue(uuid.uuid4(), "admin")[:-2] + "xx"
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            tokens.verify(forged)
