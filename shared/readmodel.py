@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,7 +42,16 @@ def read_model_engine(settings: ServiceSettings) -> Engine:
             # WAL lets list queries read while the projector writes. NORMAL: no fsync per
             # commit (one per checkpoint); a power cut may undo the last batches, and since
             # the position is committed with the rows, the next catch-up applies them again.
-            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            # Switching a new file to WAL takes a lock that SQLite's busy timeout does not
+            # wait for: two processes opening it at once can see "database is locked".
+            for attempt in range(50):
+                try:
+                    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.02)
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
         return engine
